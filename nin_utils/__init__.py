@@ -1,0 +1,17 @@
+"""Shared plumbing for the Network-in-Network course; notebooks import these names."""
+
+from .config import MODES, ModeSettings, get_device, get_mode, seed_everything
+from .counting import (LayerTable, conv_output_size, count_flops, count_params, layer_table,
+                       params_by_layer)
+from .data import (FASHION_CLASSES, DataNotFoundError, FashionMNISTData, load_fashion_mnist,
+                   to_model_input)
+from .models import NiN, nin_block
+from .train import CheckpointError, EpochStats, PlateauWarning, evaluate, fit, load_checkpoint
+
+__all__ = [
+    "MODES", "ModeSettings", "get_device", "get_mode", "seed_everything",
+    "LayerTable", "conv_output_size", "count_flops", "count_params", "layer_table", "params_by_layer",
+    "FASHION_CLASSES", "DataNotFoundError", "FashionMNISTData", "load_fashion_mnist", "to_model_input",
+    "NiN", "nin_block",
+    "CheckpointError", "EpochStats", "PlateauWarning", "evaluate", "fit", "load_checkpoint",
+]

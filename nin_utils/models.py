@@ -1,0 +1,181 @@
+"""The NiN block and the NiN network (Lin, Chen & Yan, 2013), as d2l builds it.
+
+Architecture for a 224x224 input (d2l's version; shapes are channels x H x W)::
+
+    nin_block(1 -> 96, 11x11, stride 4)        96 x 54 x 54
+    max pool 3x3, stride 2                      96 x 26 x 26
+    nin_block(96 -> 256, 5x5, pad 2)          256 x 26 x 26
+    max pool 3x3, stride 2                     256 x 12 x 12
+    nin_block(256 -> 384, 3x3, pad 1)         384 x 12 x 12
+    max pool 3x3, stride 2                     384 x  5 x  5    <- end of `features`
+    dropout 0.5, nin_block(384 -> 10, 3x3)     10 x  5 x  5    <- `classifier` (GAP head)
+    global average pooling, flatten            10
+
+Two departures from d2l are switchable, because chapter 4 teaches why the
+defaults differ (``NiN(init="xavier", final_relu=True)`` is d2l's network):
+
+* ``init="kaiming"``: He initialisation keeps activations from shrinking
+  through twelve ReLU layers; with Xavier the net sits at loss ln 10 for
+  hundreds of steps.
+* ``final_relu=False``: d2l ends with a ReLU before GAP, so every logit is >= 0
+  and a class channel that is all-negative at init outputs exactly 0 and gets
+  no gradient (4-5 of the 10 channels are dead at Xavier init). Logits need
+  signs; the ReLU adds no parameters, so counts are the same either way.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .counting import conv_output_size
+
+Init = Literal["kaiming", "xavier", "default"]
+
+
+def nin_block(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+              padding: int = 0, num_1x1: int = 2, final_relu: bool = True) -> nn.Sequential:
+    """An mlpconv block: a ``kernel_size`` conv, then ``num_1x1`` 1x1 convs, each + ReLU.
+
+    The 1x1 convs are a small fully connected network applied at every pixel,
+    across channels. Input ``(N, in_channels, H, W)`` gives
+    ``(N, out_channels, H', W')`` with ``H' = (H + 2*padding - kernel_size) // stride + 1``
+    (1x1 convs keep the size). ``final_relu=False`` drops the last ReLU.
+    """
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding),
+                               nn.ReLU()]
+    for _ in range(num_1x1):
+        layers += [nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU()]
+    if not final_relu:
+        layers.pop()
+    return nn.Sequential(*layers)
+
+
+class NiN(nn.Module):
+    """Network in Network for ``(N, in_channels, H, W)`` images -> ``(N, num_classes)`` logits.
+
+    Args:
+        in_channels: image channels (1 for Fashion-MNIST).
+        num_classes: number of outputs.
+        num_1x1: 1x1 convs per NiN block (2 in the paper and d2l).
+        head: ``"gap"`` (a NiN block to ``num_classes`` maps, then global average
+            pooling) or ``"fc"`` (AlexNet-style: flatten, two hidden fully connected
+            layers of ``fc_hidden`` units with dropout, then a linear layer).
+        input_size: the side length the ``"fc"`` head is built for (its first
+            linear layer depends on it); the GAP head accepts any size >= ``min_input_size``.
+        fc_hidden: hidden units of the ``"fc"`` head.
+        dropout: dropout probability before the head.
+        init: ``"kaiming"`` (default), ``"xavier"`` (d2l) or ``"default"`` (PyTorch's).
+        final_relu: keep the ReLU between the last conv and GAP (d2l does).
+
+    ``NiN()`` has 1,992,166 parameters; ``NiN(num_1x1=1)`` has 1,769,112.
+    The model has ``features`` (the three backbone blocks with pooling) and
+    ``classifier`` (the head). Inputs with the wrong number of channels, or
+    smaller than ``min_input_size`` (67 px), raise ``ValueError``.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, *, num_1x1: int = 2,
+                 head: Literal["gap", "fc"] = "gap", input_size: int = 224,
+                 fc_hidden: int = 4096, dropout: float = 0.5, init: Init = "kaiming",
+                 final_relu: bool = False) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.head = head
+        self.features = nn.Sequential(
+            nin_block(in_channels, 96, kernel_size=11, stride=4, padding=0, num_1x1=num_1x1),
+            nn.MaxPool2d(3, stride=2),
+            nin_block(96, 256, kernel_size=5, stride=1, padding=2, num_1x1=num_1x1),
+            nn.MaxPool2d(3, stride=2),
+            nin_block(256, 384, kernel_size=3, stride=1, padding=1, num_1x1=num_1x1),
+            nn.MaxPool2d(3, stride=2),
+        )
+        self.min_input_size = _smallest_accepted_size(self.features)
+        if head == "gap":
+            self.classifier = nn.Sequential(
+                nn.Dropout(dropout),
+                nin_block(384, num_classes, kernel_size=3, stride=1, padding=1,
+                          num_1x1=num_1x1, final_relu=final_relu),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+            )
+            self.input_size = None
+        elif head == "fc":
+            if input_size < self.min_input_size:
+                raise ValueError(f"input_size={input_size} is below the smallest input NiN "
+                                 f"accepts ({self.min_input_size}x{self.min_input_size}).")
+            side = _feature_side(self.features, input_size)
+            self.classifier = nn.Sequential(
+                nn.Flatten(),
+                nn.Dropout(dropout), nn.Linear(384 * side * side, fc_hidden), nn.ReLU(),
+                nn.Dropout(dropout), nn.Linear(fc_hidden, fc_hidden), nn.ReLU(),
+                nn.Linear(fc_hidden, num_classes),
+            )
+            self.input_size = input_size
+        else:
+            raise ValueError(f"Unknown head {head!r}: use 'gap' or 'fc'.")
+        self.reset_parameters(init)
+
+    def reset_parameters(self, init: Init = "kaiming") -> None:
+        """(Re)initialise every conv and linear layer with ``init``; biases to zero."""
+        if init not in ("kaiming", "xavier", "default"):
+            raise ValueError(f"Unknown init {init!r}: use 'kaiming', 'xavier' or 'default'.")
+        for module in self.modules():
+            if not isinstance(module, (nn.Conv2d, nn.Linear)):
+                continue
+            if init == "default":
+                module.reset_parameters()
+                continue
+            if init == "kaiming":
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            else:
+                nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` with the fix when ``x`` cannot go through this network."""
+        if x.dim() != 4:
+            raise ValueError(f"NiN expects a batch of images (N, C, H, W); got shape "
+                             f"{tuple(x.shape)}. For one image use x.unsqueeze(0).")
+        channels, height, width = x.shape[1:]
+        if channels != self.in_channels:
+            raise ValueError(f"NiN was built for {self.in_channels} input channel(s) but got "
+                             f"{channels}: shape {tuple(x.shape)}. Build NiN(in_channels="
+                             f"{channels}) or convert the images.")
+        if min(height, width) < self.min_input_size:
+            raise ValueError(f"Input {height}x{width} is too small for NiN: the smallest it "
+                             f"accepts is {self.min_input_size}x{self.min_input_size} (three "
+                             f"stride-2 poolings after a stride-4 conv). Resize the images, "
+                             f"e.g. to 96 or 224 px.")
+        if self.input_size is not None and (height, width) != (self.input_size,) * 2:
+            raise ValueError(f"This NiN has a fully connected head built for "
+                             f"{self.input_size}x{self.input_size} inputs; got {height}x{width}. "
+                             f"An FC head fixes the input size; the GAP head does not.")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.classifier(self.features(x))
+
+
+def _feature_side(features: nn.Sequential, size: int) -> int:
+    """Side length after ``features`` for a square ``size`` input (may be <= 0)."""
+    for layer in features.modules():
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
+            kernel, stride, padding = (_first(layer.kernel_size), _first(layer.stride),
+                                       _first(layer.padding))
+            size = conv_output_size(size, kernel, stride, padding)
+            if size < 1:
+                break
+    return size
+
+
+def _smallest_accepted_size(features: nn.Sequential) -> int:
+    size = 1
+    while _feature_side(features, size) < 1:
+        size += 1
+    return size
+
+
+def _first(value: int | tuple[int, ...]) -> int:
+    return value[0] if isinstance(value, tuple) else value
