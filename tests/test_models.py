@@ -1,0 +1,129 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from nin_utils import NiN, conv_output_size, count_flops, count_params, layer_table, nin_block, params_by_layer
+
+# (in, out, kernel) of every conv in d2l's NiN, written out independently of models.py.
+BLOCKS = [(1, 96, 11), (96, 256, 5), (256, 384, 3), (384, 10, 3)]
+
+
+def conv_params(cin, cout, k):
+    return cin * cout * k * k + cout
+
+
+def expected_params(num_1x1):
+    return sum(conv_params(cin, cout, k) + num_1x1 * conv_params(cout, cout, 1) for cin, cout, k in BLOCKS)
+
+
+def expected_sides(n):
+    """Side after each block and pool: conv 11/4/0, pool 3/2, conv 5/1/2, pool, conv 3/1/1, pool, conv 3/1/1."""
+    sides = []
+    for k, s, p in [(11, 4, 0), (3, 2, 0), (5, 1, 2), (3, 2, 0), (3, 1, 1), (3, 2, 0), (3, 1, 1)]:
+        n = math.floor((n + 2 * p - k) / s) + 1
+        sides.append(n)
+    return sides
+
+
+def test_parameter_counts_match_the_published_numbers_and_an_independent_sum():
+    assert count_params(NiN()) == expected_params(2) == 1_992_166
+    assert count_params(NiN(num_1x1=1)) == expected_params(1) == 1_769_112
+    assert count_params(NiN(init="xavier", final_relu=True, zero_init_last=False)) == 1_992_166
+
+
+def test_params_by_layer_lists_every_conv():
+    per_layer = params_by_layer(NiN())
+    assert len(per_layer) == 12
+    assert per_layer["features.0.0"] == 1 * 96 * 11 * 11 + 96
+    assert per_layer["classifier.1.4"] == 10 * 10 + 10
+    assert sum(per_layer.values()) == 1_992_166
+
+
+@pytest.mark.parametrize("size, sides", [(224, [54, 26, 26, 12, 12, 5, 5]), (96, [22, 10, 10, 4, 4, 1, 1])])
+def test_shapes_through_the_network(size, sides):
+    assert expected_sides(size) == sides
+    table = layer_table(NiN(), size)
+    convs_and_pools = [row.output_shape for row in table.rows if row.layer.startswith(("Conv2d(1,", "MaxPool", "Conv2d(96, 256", "Conv2d(256, 384", "Conv2d(384, 10"))]
+    assert [shape[1] for shape in convs_and_pools] == sides
+    assert [shape[0] for shape in convs_and_pools] == [96, 96, 256, 256, 384, 384, 10]
+    assert table.rows[-1].output_shape == (10,)
+    assert NiN()(torch.randn(3, 1, size, size)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("size, gflops", [(224, 1.52), (96, 0.22)])
+def test_flops_agree_between_flopcounter_table_and_formula(size, gflops):
+    model = NiN()
+    s = expected_sides(size)
+    macs = 0
+    for (cin, cout, k), side in zip(BLOCKS, [s[0], s[2], s[4], s[6]]):
+        macs += side * side * (cout * cin * k * k + 2 * cout * cout)  # k x k conv + two 1x1 convs
+    assert count_flops(model, size) == layer_table(model, size).total_flops == 2 * macs
+    assert round(2 * macs / 1e9, 2) == gflops
+
+
+def test_fc_head_parameters_and_fixed_input_size():
+    model = NiN(head="fc", input_size=224, fc_hidden=4096)
+    backbone = expected_params(2) - (conv_params(384, 10, 3) + 2 * conv_params(10, 10, 1))
+    head = (384 * 5 * 5 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 10 + 10)
+    assert count_params(model) == backbone + head
+    assert model(torch.randn(2, 1, 224, 224)).shape == (2, 10)
+    with pytest.raises(ValueError, match="built for 224x224"):
+        model(torch.randn(1, 1, 96, 96))
+
+
+def test_gap_head_accepts_any_size_from_the_minimum():
+    model = NiN()
+    assert model.min_input_size == 67
+    for size in (67, 100, 224, 300):
+        assert model(torch.randn(1, 1, size, size)).shape == (1, 10)
+
+
+def test_too_small_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="too small.*67x67"):
+        NiN()(torch.randn(1, 1, 28, 28))
+
+
+def test_wrong_channel_count_is_a_clear_error():
+    with pytest.raises(ValueError, match="1 input channel.*got 3"):
+        NiN()(torch.randn(1, 3, 96, 96))
+    with pytest.raises(ValueError, match="batch of images"):
+        NiN()(torch.randn(1, 96, 96))
+
+
+def test_nin_block_structure_and_shape():
+    block = nin_block(3, 16, kernel_size=5, stride=2, padding=1, num_1x1=2)
+    kinds = [type(m) for m in block]
+    assert kinds == [nn.Conv2d, nn.ReLU, nn.Conv2d, nn.ReLU, nn.Conv2d, nn.ReLU]
+    assert [m.kernel_size for m in block if isinstance(m, nn.Conv2d)] == [(5, 5), (1, 1), (1, 1)]
+    side = conv_output_size(32, 5, 2, 1)
+    assert side == 15
+    assert block(torch.randn(2, 3, 32, 32)).shape == (2, 16, side, side)
+    assert isinstance(nin_block(3, 16, 3, final_relu=False)[-1], nn.Conv2d)
+
+
+def test_zero_initialised_logits_give_a_uniform_guess():
+    model = NiN().eval()
+    logits = model(torch.randn(4, 1, 96, 96))
+    assert torch.equal(logits, torch.zeros(4, 10))
+    d2l = NiN(init="xavier", final_relu=True, zero_init_last=False).eval()
+    assert (d2l(torch.randn(4, 1, 96, 96)) >= 0).all()  # ReLU before GAP: logits never negative
+
+
+def test_invalid_options_are_clear_errors():
+    with pytest.raises(ValueError, match="zero_init_last"):
+        NiN(final_relu=True)
+    with pytest.raises(ValueError, match="Unknown head"):
+        NiN(head="mlp")
+    with pytest.raises(ValueError, match="Unknown init"):
+        NiN(init="orthogonal")
+    with pytest.raises(ValueError, match="below the smallest"):
+        NiN(head="fc", input_size=50)
+
+
+def test_kaiming_init_keeps_activation_scale_where_xavier_shrinks_it():
+    x = torch.randn(64, 1, 96, 96)
+    rms = {init: NiN(init=init, zero_init_last=False).features(x).pow(2).mean().sqrt().item()
+           for init in ("kaiming", "xavier")}
+    assert rms["kaiming"] > 4 * rms["xavier"]
