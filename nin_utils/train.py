@@ -273,6 +273,8 @@ def main(argv: list[str] | None = None) -> list[EpochStats]:
     parser.add_argument("--epochs", type=int, help="default: the mode's")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     parser.add_argument("--batch-size", type=int, help="default: the mode's")
+    parser.add_argument("--train-subset", type=int, help="training images (default: the mode's)")
+    parser.add_argument("--test-subset", type=int, help="test images (default: the mode's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", help="default: checkpoints/nin_<mode>.pt")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
@@ -283,10 +285,10 @@ def main(argv: list[str] | None = None) -> list[EpochStats]:
     epochs = args.epochs or mode.epochs
     batch_size = args.batch_size or mode.batch_size
     checkpoint = Path(args.checkpoint or f"checkpoints/nin_{mode.name}.pt")
-    print(f"{mode.describe()} (epochs={epochs}, batch={batch_size}) on {device}")
+    print(f"{mode.describe()}; this run: {epochs} epochs, batch {batch_size}, on {device}")
     seed_everything(args.seed)
-    data = load_fashion_mnist(device=device, train_subset=mode.train_subset,
-                              test_subset=mode.test_subset, seed=args.seed)
+    data = load_fashion_mnist(device=device, train_subset=args.train_subset or mode.train_subset,
+                              test_subset=args.test_subset or mode.test_subset, seed=args.seed)
     model = NiN().to(device)
     history = fit(model, data, epochs=epochs, resolution=mode.resolution, batch_size=batch_size,
                   lr=args.lr, seed=args.seed, checkpoint=checkpoint, resume=args.resume)
