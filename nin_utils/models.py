@@ -175,6 +175,18 @@ class NiN(nn.Module):
         return self.classifier(self.features(x))
 
 
+def class_maps(model: NiN, x: torch.Tensor) -> torch.Tensor:
+    """The GAP network's class maps ``(N, num_classes, h, w)``: its output before pooling.
+
+    Averaging map ``c`` over space gives logit ``c`` (the paper's "feature maps
+    as category confidence maps"); upsampled, they show where each class is seen.
+    """
+    if model.head != "gap":
+        raise ValueError("Class maps need the GAP head: an FC head mixes all positions.")
+    model.check_input(x)
+    return model.classifier[:2](model.features(x))
+
+
 def _feature_side(features: nn.Sequential, size: int) -> int:
     """Side length after ``features`` for a square ``size`` input (may be <= 0)."""
     for layer in features.modules():

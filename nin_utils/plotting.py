@@ -1,0 +1,94 @@
+"""Figures for the notebooks: training curves (also live), image grids, channel maps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+from .data import FASHION_CLASSES
+from .train import EpochStats
+
+
+def plot_history(histories: dict[str, list[EpochStats]] | list[EpochStats], title: str = "") -> Figure:
+    """Loss and accuracy per epoch; pass ``{"label": history, ...}`` to compare runs."""
+    if not isinstance(histories, dict):
+        histories = {"": histories}
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for (label, history), color in zip(histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        epochs = [s.epoch for s in history]
+        prefix = f"{label} " if label else ""
+        loss_ax.plot(epochs, [s.train_loss for s in history], "o-", color=color, label=f"{prefix}train")
+        acc_ax.plot(epochs, [s.train_acc for s in history], "o--", color=color, label=f"{prefix}train")
+        acc_ax.plot(epochs, [s.test_acc for s in history], "o-", color=color, label=f"{prefix}test")
+    loss_ax.axhline(2.3026, color="gray", lw=0.8, ls=":", label="ln 10 (uniform guess)")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="training loss")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+class LivePlot:
+    """An ``on_epoch_end`` callback for ``fit`` that redraws the curves in place in a notebook."""
+
+    def __init__(self, title: str = "") -> None:
+        self.title = title
+        self.handle = None
+
+    def __call__(self, history: list[EpochStats]) -> None:
+        from IPython.display import display
+
+        fig = plot_history(history, self.title)
+        if self.handle is None:
+            self.handle = display(fig, display_id=True)
+        else:
+            self.handle.update(fig)
+        plt.close(fig)
+
+
+def show_images(images: torch.Tensor, labels: Sequence[int], predictions: Sequence[int] | None = None,
+                ncols: int = 8, scale: float = 1.4) -> Figure:
+    """A grid of ``(N, H, W)`` or ``(N, 1, H, W)`` images titled with class names.
+
+    With ``predictions``, titles read "predicted (true)" and mistakes are red.
+    """
+    images = images.detach().float().cpu().reshape(len(images), *images.shape[-2:])
+    nrows = -(-len(images) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * scale, nrows * scale * 1.15), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= len(images):
+            continue
+        ax.imshow(images[i], cmap="gray_r")
+        true = FASHION_CLASSES[int(labels[i])]
+        if predictions is None:
+            ax.set_title(true, fontsize=8)
+        else:
+            guess = FASHION_CLASSES[int(predictions[i])]
+            ax.set_title(f"{guess}\n({true})", fontsize=8, color="black" if guess == true else "red")
+    fig.tight_layout()
+    return fig
+
+
+def show_maps(maps: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 10,
+              cmap: str = "viridis", scale: float = 1.3) -> Figure:
+    """A grid of 2-D maps ``(N, H, W)``: feature maps, class maps, weights."""
+    maps = maps.detach().float().cpu()
+    nrows = -(-len(maps) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * scale, nrows * scale * 1.1), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(maps):
+            ax.imshow(maps[i], cmap=cmap)
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
