@@ -1,10 +1,11 @@
 # One command each: `make train` (set up, then train NiN with the default mode),
-# `make test` (set up, then run every test). Both create .venv on first use.
+# `make test` (set up, then run every test), `make book` (set up, then build the book).
+# Each creates .venv on first use.
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 DATA   := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data train test
+.PHONY: setup data train test book notebooks
 setup: $(VENV)/.installed data
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -23,5 +24,13 @@ data:
 train: setup
 	$(PYTHON) -m nin_utils.train
 
+# Unit tests, the book build, and nbval re-running every notebook (one notebook per worker).
 test: setup
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=900 tests notebooks
+
+book: setup
+	$(VENV)/bin/jupyter-book build --all . -W -n --keep-going
+
+# Re-execute every notebook and stamp it (commit the result); NIN_MODE=full on a GPU.
+notebooks: setup
+	$(PYTHON) tools/execute_notebooks.py

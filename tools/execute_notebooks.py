@@ -56,7 +56,7 @@ def execute(path: Path, mode: str) -> float:
 
     notebook = nbformat.read(path, as_version=4)
     os.environ["NIN_MODE"] = mode  # the kernel inherits it
-    client = NotebookClient(notebook, timeout=3600, kernel_name="python3", store_widget_state=True,
+    client = NotebookClient(notebook, timeout=900, kernel_name="python3", store_widget_state=True,
                             record_timing=False, resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()

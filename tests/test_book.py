@@ -1,0 +1,38 @@
+"""The book builds without warnings and its pages carry what a reader needs."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory):
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    result = subprocess.run([str(jupyter_book), "build", "--all", str(ROOT), "-W", "-n", "--keep-going",
+                             "--path-output", str(out)], capture_output=True, text=True,
+                            env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out / "_build" / "html"
+
+
+def test_every_chapter_is_rendered_with_its_outputs(html):
+    for notebook in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        page = (html / "notebooks" / f"{notebook.stem}.html").read_text()
+        assert "cell_output" in page, f"{notebook.stem}: no outputs rendered"
+        assert "data:image/png" in page or ".png" in page, f"{notebook.stem}: no figure rendered"
+
+
+def test_notebook_pages_have_a_colab_button(html):
+    page = (html / "notebooks" / "02_nin_block.html").read_text()
+    assert "colab.research.google.com/github/nin-course/nin-course/blob/main/notebooks/02_nin_block.ipynb" in page
+
+
+def test_footer_names_the_project_not_the_template(html):
+    page = (html / "book" / "intro.html").read_text()
+    assert "the NiN course authors" in page and "Copyright 2023" not in page
