@@ -20,7 +20,11 @@ def plot_history(histories: dict[str, list[EpochStats]] | list[EpochStats], titl
     for (label, history), color in zip(histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         epochs = [s.epoch for s in history]
         prefix = f"{label} " if label else ""
-        loss_ax.plot(epochs, [s.train_loss for s in history], "o-", color=color, label=f"{prefix}train")
+        # Loss every 20 steps, placed at its fraction of the epoch; accuracy once per epoch.
+        steps = [(s.epoch - 1 + (i + 1) / len(s.step_losses), loss)
+                 for s in history for i, loss in enumerate(s.step_losses)]
+        loss_ax.plot([x for x, _ in steps], [y for _, y in steps], "-", color=color, alpha=0.5, lw=1)
+        loss_ax.plot(epochs, [s.train_loss for s in history], "o-", color=color, label=f"{prefix}train (epoch mean)")
         acc_ax.plot(epochs, [s.train_acc for s in history], "o--", color=color, label=f"{prefix}train")
         acc_ax.plot(epochs, [s.test_acc for s in history], "o-", color=color, label=f"{prefix}test")
     loss_ax.axhline(2.3026, color="gray", lw=0.8, ls=":", label="ln 10 (uniform guess)")
@@ -52,6 +56,23 @@ class LivePlot:
         else:
             self.handle.update(fig)
         plt.close(fig)
+
+
+def plot_confusion(confusion: torch.Tensor, title: str = "") -> Figure:
+    """A 10 x 10 confusion matrix: rows are true classes, columns predictions, counts in the cells."""
+    confusion = confusion.detach().cpu()
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    ax.imshow(confusion, cmap="Blues")
+    for (true, guess), count in zip(torch.cartesian_prod(torch.arange(10), torch.arange(10)).tolist(),
+                                    confusion.flatten().tolist()):
+        if count:
+            ax.text(guess, true, count, ha="center", va="center", fontsize=7,
+                    color="white" if count > confusion.max() / 2 else "black")
+    ax.set_xticks(range(10), FASHION_CLASSES, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(10), FASHION_CLASSES, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    return fig
 
 
 def show_images(images: torch.Tensor, labels: Sequence[int], predictions: Sequence[int] | None = None,

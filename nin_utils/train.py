@@ -49,6 +49,7 @@ class EpochStats:
     test_acc: float
     examples_per_s: float  # training throughput, evaluation excluded
     seconds: float  # the whole epoch, evaluation included
+    step_losses: list[float]  # mean training loss of every 20 steps, for curves within an epoch
 
 
 class PlateauWarning(UserWarning):
@@ -76,7 +77,7 @@ def fit(model: nn.Module, data: FashionMNISTData, *, epochs: int, resolution: in
     file, so an interrupted run loses at most the epoch in progress and ends
     with the same weights as an uninterrupted one. ``on_epoch_end(history)``
     is called after each epoch (e.g. ``nin_utils.plotting`` draws live curves).
-    Warns with ``PlateauWarning`` when the loss sits at ln 10 for 200 steps.
+    Warns with ``PlateauWarning`` when the loss sits at ln 10 for 100 steps.
     """
     device = next(model.parameters()).device
     if device != data.device:
@@ -106,6 +107,7 @@ def fit(model: nn.Module, data: FashionMNISTData, *, epochs: int, resolution: in
         start = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
+        step_losses: list[float] = []
         batches = data.batches("train", batch_size, resolution, normalize=normalize,
                                shuffle_seed=seed * 100_003 + epoch)
         bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}",
@@ -126,14 +128,15 @@ def fit(model: nn.Module, data: FashionMNISTData, *, epochs: int, resolution: in
             loss_sum += loss.detach() * len(y)  # device tensors: no host sync per step
             correct += (logits.argmax(1) == y).sum()
             plateau.add(loss.detach())
-            if step % 20 == 0 or step == steps_per_epoch:
-                bar.set_postfix(loss=f"{plateau.check():.3f}")
+            if step % 20 == 0:
+                step_losses.append(plateau.check())
+                bar.set_postfix(loss=f"{step_losses[-1]:.3f}")
         train_seconds = time.perf_counter() - start
         seen = len(data.train_labels)
         test_acc = evaluate(model, data, resolution=resolution, normalize=normalize,
                             mixed_precision=mixed_precision)
         history.append(EpochStats(epoch, loss_sum.item() / seen, correct.item() / seen, test_acc,
-                                  seen / train_seconds, time.perf_counter() - start))
+                                  seen / train_seconds, time.perf_counter() - start, step_losses))
         bar.set_postfix(loss=f"{history[-1].train_loss:.3f}", test_acc=f"{test_acc:.3f}")
         bar.close()
         if checkpoint is not None:
@@ -144,19 +147,27 @@ def fit(model: nn.Module, data: FashionMNISTData, *, epochs: int, resolution: in
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, data: FashionMNISTData, *, split: str = "test", resolution: int = 96,
-             batch_size: int = 512, normalize: bool = True, mixed_precision: bool = True) -> float:
-    """Accuracy of ``model`` on a split of ``data`` (images resized to ``resolution`` px)."""
+def predictions(model: nn.Module, data: FashionMNISTData, *, split: str = "test", resolution: int = 96,
+                batch_size: int = 512, normalize: bool = True, mixed_precision: bool = True) -> torch.Tensor:
+    """Predicted class of every image of a split (images resized to ``resolution`` px), int64 ``(N,)``."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     amp_dtype = autocast_dtype(device) if mixed_precision else None
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    for x, y in data.batches(split, batch_size, resolution, normalize=normalize):
+    guesses = []
+    for x, _ in data.batches(split, batch_size, resolution, normalize=normalize):
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            correct += (model(x.contiguous(memory_format=torch.channels_last)).argmax(1) == y).sum()
+            guesses.append(model(x.contiguous(memory_format=torch.channels_last)).argmax(1))
     model.train(was_training)
-    return correct.item() / len(data.split(split)[1])
+    return torch.cat(guesses)
+
+
+def evaluate(model: nn.Module, data: FashionMNISTData, *, split: str = "test", resolution: int = 96,
+             normalize: bool = True, mixed_precision: bool = True) -> float:
+    """Accuracy of ``model`` on a split of ``data`` (images resized to ``resolution`` px)."""
+    guesses = predictions(model, data, split=split, resolution=resolution, normalize=normalize,
+                          mixed_precision=mixed_precision)
+    return (guesses == data.split(split)[1]).sum().item() / len(guesses)
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -188,9 +199,9 @@ def _make_optimizer(model: nn.Module, name: str, lr: float, momentum: float,
 
 
 class _PlateauWatch:
-    """Warns once when the mean loss of the last 200 steps is within 0.02 of ln 10."""
+    """Warns once when the mean loss of the last 100 steps is within 0.02 of ln 10."""
 
-    window = 200
+    window = 100
 
     def __init__(self) -> None:
         self.losses: list[torch.Tensor] = []

@@ -1,0 +1,181 @@
+"""The chapter 5 checkers: accept a reference solution, reject known-wrong answers, never raise."""
+
+import math
+
+import pytest
+from torch import nn
+
+from nin_utils import EpochStats, NiN, layer_table, load_fashion_mnist, nin_block
+from nin_utils.exercises import (D2L_NIN_CONFIG, check_3x3_instead_of_1x1, check_counting,
+                                 check_drop_one_1x1, check_fc_head, check_make_nin, check_memory,
+                                 check_one_step_head, check_tuning)
+
+
+def verdict(capsys, result, mark, *phrases):
+    """Assert the checker returned ``mark == "✅"`` and printed ``mark`` and every phrase."""
+    out = capsys.readouterr().out
+    assert result is (mark == "✅"), out
+    assert out.startswith(mark), out
+    for phrase in phrases:
+        assert phrase in out, out
+    return out
+
+
+def stub(*args, **kwargs):
+    # Write your code here
+    raise NotImplementedError
+
+
+# ----------------------------------------------------------------- reference solutions (small)
+
+def count_by_hand():
+    # (c_in, c_out, k, output side at 224 px) of each block's first conv; two 1x1 convs c -> c follow
+    blocks = [(1, 96, 11, 54), (96, 256, 5, 26), (256, 384, 3, 12), (384, 10, 3, 5)]
+    params = sum(c * (c_in * k * k + 1) + 2 * c * (c + 1) for c_in, c, k, _ in blocks)
+    macs = sum(side * side * c * (c_in * k * k + 2 * c) for c_in, c, k, side in blocks)
+    return {"params": params, "macs_224": macs}
+
+
+def one_step_head():
+    return nn.Sequential(nn.Conv2d(384, 10, kernel_size=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def nin_3x3(padding=1):
+    def block(c_in, c_out, k, s=1, p=0):
+        layers = [nn.Conv2d(c_in, c_out, k, s, p), nn.ReLU()]
+        for _ in range(2):
+            layers += [nn.Conv2d(c_out, c_out, 3, padding=padding), nn.ReLU()]
+        return nn.Sequential(*layers)
+    return nn.Sequential(block(1, 96, 11, 4), nn.MaxPool2d(3, 2), block(96, 256, 5, 1, 2),
+                         nn.MaxPool2d(3, 2), block(256, 384, 3, 1, 1), nn.MaxPool2d(3, 2),
+                         block(384, 10, 3, 1, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def nin_fc_head():
+    nin = NiN()
+    return nn.Sequential(nin.features, nin.classifier[:2], nn.Flatten(), nn.Linear(10 * 5 * 5, 10))
+
+
+def activation_memory(model, batch_size, input_size, per_image=False):
+    table = layer_table(model, input_size)
+    sizes = [math.prod(table.input_shape)] + [math.prod(row.output_shape) for row in table.rows]
+    scale = 4 * (1 if per_image else batch_size)
+    return scale * sum(sizes[1:]), scale * max(a + b for a, b in zip(sizes, sizes[1:]))
+
+
+def make_nin(config, pool=True):
+    layers, c_in = [], 1
+    for c_out, k, s, p in config:
+        layers += [nin_block(c_in, c_out, k, s, p)] + ([nn.MaxPool2d(3, 2)] if pool else [])
+        c_in = c_out
+    return nn.Sequential(*layers, nin_block(c_in, 10, 3, 1, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def fake_train(accuracy):
+    """A stand-in for the notebook's training function: records its kwargs, returns one epoch."""
+    def train(kwargs):
+        train.calls.append(kwargs)
+        return [EpochStats(1, 0.5, accuracy, accuracy, 100.0, 1.0)]
+    train.calls = []
+    return train
+
+
+# ----------------------------------------------------------------- every checker, unfinished
+
+ALL = [(check_drop_one_1x1, ()), (check_counting, ()), (check_one_step_head, ()),
+       (check_3x3_instead_of_1x1, ()), (check_fc_head, ()), (check_memory, ()),
+       (check_tuning, (fake_train(0.9), 0.5)), (check_make_nin, ())]
+
+
+@pytest.mark.parametrize("checker, extra", ALL, ids=lambda v: getattr(v, "__name__", ""))
+def test_a_stub_still_raising_not_implemented_error_is_reported_not_raised(capsys, checker, extra):
+    verdict(capsys, checker(stub, *extra), "❌", "Not done yet", "NotImplementedError")
+
+
+@pytest.mark.parametrize("checker, extra", ALL, ids=lambda v: getattr(v, "__name__", ""))
+def test_any_other_error_in_the_students_code_is_reported_not_raised(capsys, checker, extra):
+    def broken(*args):
+        return 1 / 0
+    verdict(capsys, checker(broken, *extra), "❌", "ZeroDivisionError")
+
+
+# ----------------------------------------------------------------- one exercise at a time
+
+def test_drop_one_1x1(capsys):
+    verdict(capsys, check_drop_one_1x1(lambda: NiN(num_1x1=1)), "✅", "1,769,112")
+    verdict(capsys, check_drop_one_1x1(NiN), "❌", "standard NiN")
+    verdict(capsys, check_drop_one_1x1(lambda: NiN(num_1x1=0)), "❌", "[1, 1, 1, 1]")
+    verdict(capsys, check_drop_one_1x1(lambda: None), "❌", "nn.Module")
+
+
+def test_counting(capsys):
+    verdict(capsys, check_counting(count_by_hand), "✅", "1,992,166", "1,524,594,704", "1.52 GFLOPs")
+    flops = {"params": 1_992_166, "macs_224": 2 * count_by_hand()["macs_224"]}
+    verdict(capsys, check_counting(lambda: flops), "❌", "FLOPs")
+    verdict(capsys, check_counting(lambda: {"params": 1_995_284, "macs_224": 0}), "❌", "widely shared")
+    verdict(capsys, check_counting(lambda: {"params": 1_992_166, "macs_224": 12}), "❌", "762,297,352")
+    verdict(capsys, check_counting(lambda: 1_992_166), "❌", "'params'")
+
+
+def test_one_step_head(capsys):
+    verdict(capsys, check_one_step_head(one_step_head), "✅", "3,850")
+    verdict(capsys, check_one_step_head(lambda: NiN().classifier), "❌", "3 convs")
+    no_gap = lambda: nn.Sequential(nn.Conv2d(384, 10, 1), nn.Flatten())
+    verdict(capsys, check_one_step_head(no_gap), "❌", "AdaptiveAvgPool2d")
+
+
+def test_3x3_instead_of_1x1(capsys):
+    verdict(capsys, check_3x3_instead_of_1x1(nin_3x3), "✅", "5,549,094")
+    verdict(capsys, check_3x3_instead_of_1x1(NiN), "❌", "still 1x1")
+    verdict(capsys, check_3x3_instead_of_1x1(lambda: nin_3x3(padding=0)), "❌", "padding=1")
+
+
+def test_fc_head(capsys):
+    verdict(capsys, check_fc_head(nin_fc_head), "✅", "1,994,676", "96-px images fail")
+    verdict(capsys, check_fc_head(NiN), "❌", "1,992,166")
+    verdict(capsys, check_fc_head(lambda: NiN(head="fc", input_size=224)), "❌", "parameters")
+
+
+def test_memory(capsys):
+    verdict(capsys, check_memory(activation_memory), "✅", "MB")
+    per_image = lambda m, b, s: activation_memory(m, b, s, per_image=True)
+    verdict(capsys, check_memory(per_image), "❌", "one image")
+    verdict(capsys, check_memory(lambda m, b, s: (1, 2)), "❌", "Training")
+    verdict(capsys, check_memory(lambda m, b, s: 5), "❌", "tuple")
+
+
+def test_memory_accepts_one_percent_off(capsys):
+    slightly_off = lambda m, b, s: tuple(int(v * 1.005) for v in activation_memory(m, b, s))
+    verdict(capsys, check_memory(slightly_off), "✅")
+
+
+def test_tuning_validates_keys_before_training(capsys):
+    train = fake_train(0.9)
+    verdict(capsys, check_tuning(lambda: {"lr": 3e-3, "batch_size": 16}, train, 0.5), "✅", "+0.400")
+    verdict(capsys, check_tuning(lambda: {"learning_rate": 3e-3}, train, 0.5), "❌", "learning_rate")
+    verdict(capsys, check_tuning(lambda: {"epochs": 20}, train, 0.5), "❌", "fixed budget")
+    verdict(capsys, check_tuning(dict, train, 0.5), "❌", "non-empty")
+    assert train.calls == [{"lr": 3e-3, "batch_size": 16}]  # rejected answers never trained
+
+
+def test_tuning_rejects_an_answer_that_does_not_beat_the_baseline(capsys):
+    verdict(capsys, check_tuning(lambda: {"lr": 1e-5}, fake_train(0.51), 0.5), "❌", "at least 0.520")
+    verdict(capsys, check_tuning(lambda: {"lr": 1e-5}, fake_train(0.51), 0.5, margin=0.0), "✅")
+
+
+def test_tuning_with_real_training_for_a_few_steps(capsys):
+    from nin_utils import fit, seed_everything
+    data = load_fashion_mnist(device="cpu", train_subset=64, test_subset=64)
+
+    def train(kwargs):
+        seed_everything(0)
+        return fit(NiN(num_1x1=0), data, epochs=1, resolution=67, progress=False, **kwargs)
+    verdict(capsys, check_tuning(lambda: {"batch_size": 32, "lr": 3e-3}, train, 0.0, margin=0.0), "✅")
+    verdict(capsys, check_tuning(lambda: {"optimizer": "adam"}, train, 0.0), "❌", "Unknown optimizer")
+
+
+def test_make_nin(capsys):
+    verdict(capsys, check_make_nin(make_nin), "✅", "1,992,166")
+    verdict(capsys, check_make_nin(lambda config: make_nin(config, pool=False)), "❌", "max-pooling")
+    verdict(capsys, check_make_nin(lambda config: NiN()), "❌", "deeper config")
+    assert D2L_NIN_CONFIG == [(96, 11, 4, 0), (256, 5, 1, 2), (384, 3, 1, 1)]
