@@ -5,7 +5,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 DATA   := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data train test book notebooks
+.PHONY: setup data train test book student-book notebooks
 setup: $(VENV)/.installed data
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -31,6 +31,12 @@ test: setup
 book: setup
 	$(VENV)/bin/jupyter-book build --all . -W -n --keep-going
 
-# Re-execute every notebook and stamp it (commit the result); NIN_MODE=full on a GPU.
+# The student edition: notebooks without solution cells, HTML without solutions (student/_build/html).
+student-book: setup
+	$(PYTHON) tools/make_student.py
+	$(VENV)/bin/jupyter-book build --all student -W -n --keep-going
+
+# Re-execute every notebook and stamp it, then regenerate student/ (commit both); NIN_MODE=full on a GPU.
 notebooks: setup
 	$(PYTHON) tools/execute_notebooks.py
+	$(PYTHON) tools/make_student.py

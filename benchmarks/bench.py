@@ -275,22 +275,38 @@ class PeakMemory:
         return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024  # bytes vs kB
 
 
-def children_pss_mb() -> float:
-    """Proportional set size of this process's children (d2l's loader workers), Linux only.
+def _children() -> list[str]:
+    """Pids of this process's children (d2l's loader workers); Linux only, else none."""
+    return [pid for task in Path("/proc/self/task").glob("*/children")
+            for pid in task.read_text().split()]
 
-    PSS splits pages shared after fork() between the processes, so the sum is not
-    inflated by the copy of torch every worker maps.
-    """
+
+def children_pss_mb() -> float:
+    """Proportional set size of the loader workers: PSS splits the pages they share after
+    fork() (torch itself, the dataset), so the sum is not inflated by every worker's copy."""
     total = 0.0
-    for task in Path("/proc/self/task").glob("*/children"):
-        for pid in task.read_text().split():
-            try:
-                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1]) / 1024
-            except OSError:
-                pass
+    for pid in _children():
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            pass
     return total
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(this process, its children) CPU seconds so far. On a shared machine the wall-clock
+    rate depends on what the scheduler gives us; CPU time per example much less so, and it
+    shows what d2l's loader workers cost on a machine with few cores."""
+    ticks = 0
+    for pid in _children():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return time.process_time(), ticks / os.sysconf("SC_CLK_TCK") if ticks else 0.0
 
 
 def synchronize(device: torch.device) -> None:
@@ -299,31 +315,42 @@ def synchronize(device: torch.device) -> None:
 
 
 @dataclass
+class Window:
+    rate: float  # examples/s, wall clock
+    peak_mb: float
+    rise_mb: float
+    cpu_ms: float  # CPU milliseconds per example, this process
+    worker_cpu_ms: float  # CPU milliseconds per example, loader workers
+
+
+@dataclass
 class Result:
     name: str
-    rates: list[float] = field(default_factory=list)  # examples/s, one per window
-    peaks: list[float] = field(default_factory=list)  # MB
-    rises: list[float] = field(default_factory=list)  # MB
+    windows: list[Window] = field(default_factory=list)
     workers_mb: float = 0.0  # d2l's loader workers (PSS), CPU memory
 
     @property
-    def median(self) -> float:
-        return statistics.median(self.rates)
+    def rates(self) -> list[float]:
+        return [w.rate for w in self.windows]
+
+    def median(self, attr: str = "rate") -> float:
+        return statistics.median(getattr(w, attr) for w in self.windows)
 
 
-def timed_window(step: Step, seconds: float, device: torch.device,
-                 memory: PeakMemory) -> tuple[float, float, float]:
-    """Run whole steps until ``seconds`` have passed; (examples/s, peak MB, rise MB)."""
+def timed_window(step: Step, seconds: float, device: torch.device, memory: PeakMemory) -> Window:
+    """Run whole steps until ``seconds`` have passed."""
     synchronize(device)
     memory.reset()
-    examples, start = 0, time.perf_counter()
+    examples, (cpu0, workers0), start = 0, cpu_seconds(), time.perf_counter()
     while True:
         examples += step()
         if time.perf_counter() - start >= seconds:
             break
     synchronize(device)  # CUDA: count the queued work in this window, not the next one
     elapsed = time.perf_counter() - start
-    return examples / elapsed, *memory.read()
+    cpu1, workers1 = cpu_seconds()
+    return Window(examples / elapsed, *memory.read(), 1000 * (cpu1 - cpu0) / examples,
+                  1000 * max(workers1 - workers0, 0.0) / examples)
 
 
 def warm_up(step: Step, seconds: float, device: torch.device, min_steps: int = 2) -> float:
@@ -354,10 +381,7 @@ def bench_resolution(resolution: int, device: torch.device, dataset: nin_utils.F
         if round_ % 2:  # ABBA: neither contender always runs right after the other
             order.reverse()
         for i in order:
-            rate, peak, rise = timed_window(steps[i], seconds, device, memory)
-            results[i].rates.append(rate)
-            results[i].peaks.append(peak)
-            results[i].rises.append(rise)
+            results[i].windows.append(timed_window(steps[i], seconds, device, memory))
             if isinstance(steps[i], D2LStep) and device.type == "cpu":
                 results[i].workers_mb = max(results[i].workers_mb, children_pss_mb())
         print(f"  {resolution} px: window {round_ + 1}/{windows}: " + ", ".join(
@@ -368,22 +392,34 @@ def bench_resolution(resolution: int, device: torch.device, dataset: nin_utils.F
 
 
 def print_table(table: dict[int, list[Result]], device: torch.device) -> None:
+    """One row per contender and resolution, then nin_utils/d2l ratios.
+
+    Ratios: of the medians, and the median of per-round ratios (each round's two windows
+    ran back to back, so they saw nearly the same machine load)."""
     cpu = device.type == "cpu"
-    mem = "peak RSS MB  rise MB" if cpu else "peak alloc MB  rise MB"
-    print(f"\n{'res':>4}  {'contender':<18} {'windows':>7} {'ex/s median':>11} "
-          f"{'min':>7} {'max':>7}  {mem}")
+    memory = "peak RSS MB  rise MB  workers MB" if cpu else "peak alloc MB  rise MB"
+    print(f"\n{'res':>4}  {'contender':<18} {'win':>3} {'ex/s median':>11} {'min-max':>13}  "
+          f"{'CPU ms/ex':>9} {'(workers)':>9}  {memory}")
     for resolution, results in table.items():
         for r in results:
-            extra = f"  (+{r.workers_mb:.0f} MB PSS in loader workers)" if r.workers_mb else ""
-            print(f"{resolution:>4}  {r.name:<18} {len(r.rates):>7} {r.median:>11.1f} "
-                  f"{min(r.rates):>7.1f} {max(r.rates):>7.1f}  "
-                  f"{max(r.peaks):>{11 if cpu else 13}.0f} {max(r.rises):>8.0f}{extra}")
+            peak = max(w.peak_mb for w in r.windows)
+            rise = max(w.rise_mb for w in r.windows)
+            workers = f"{r.workers_mb:>11.0f}" if r.workers_mb else f"{'-':>11}"
+            spread = f"{min(r.rates):.1f}-{max(r.rates):.1f}"
+            cpu_ms = r.median("cpu_ms") + r.median("worker_cpu_ms")
+            print(f"{resolution:>4}  {r.name:<18} {len(r.windows):>3} {r.median():>11.1f} "
+                  f"{spread:>13}  {cpu_ms:>9.1f} {r.median('worker_cpu_ms'):>9.1f}  "
+                  + (f"{peak:>11.0f} {rise:>8.0f} {workers}" if cpu else f"{peak:>13.0f} {rise:>8.0f}"))
         base = results[0]
         for r in results[1:]:
-            paired = [b / a for a, b in zip(base.rates, r.rates)]  # same round, same noise
-            print(f"{'':>4}  ratio {r.name}/d2l: {r.median / base.median:.2f}x "
-                  f"(median of per-round ratios {statistics.median(paired):.2f}x, "
-                  f"range {min(paired):.2f}-{max(paired):.2f})")
+            paired = [b / a for a, b in zip(base.rates, r.rates)]
+            print(f"{'':>4}  ratio {r.name}/d2l: {r.median() / base.median():.2f}x of medians, "
+                  f"{statistics.median(paired):.2f}x median per round "
+                  f"(rounds {min(paired):.2f}-{max(paired):.2f})")
+    if cpu:
+        print("CPU ms/ex: CPU time per example, this process plus (workers) d2l's loader workers; "
+              "peak RSS: this process's high-water during the contender's windows; rise: peak "
+              "minus RSS at the window's start; workers MB: loader workers' PSS.")
 
 
 # ----------------------------------------------------------------------------------------
@@ -398,9 +434,11 @@ def time_to_accuracy(device: torch.device, resolution: int, epochs: int, batch_s
     nin_utils.seed_everything(0)
     dataset = nin_utils.load_fashion_mnist(device=device)
     model = nin_utils.NiN().to(device)
-    print(f"  data and model ready after {time.perf_counter() - start:.1f} s", flush=True)
+    print(f"  data and model ready after {time.perf_counter() - start:.1f} s; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     print(f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'test acc':>8} {'examples/s':>10} "
-          f"{'epoch s':>8} {'wall s':>7}", flush=True)
+          f"{'epoch s':>8} {'wall s':>7} {'CPU s':>7}", flush=True)
+    cpu0 = time.process_time()  # CPU time too: on a shared machine wall time depends on others
     reached: list[float] = []
 
     def report(history: list[nin_utils.EpochStats]) -> None:
@@ -408,11 +446,13 @@ def time_to_accuracy(device: torch.device, resolution: int, epochs: int, batch_s
         if s.test_acc >= target and not reached:
             reached.append(wall)
         print(f"{s.epoch:>5} {s.train_loss:>10.4f} {s.train_acc:>9.4f} {s.test_acc:>8.4f} "
-              f"{s.examples_per_s:>10.1f} {s.seconds:>8.1f} {wall:>7.1f}", flush=True)
+              f"{s.examples_per_s:>10.1f} {s.seconds:>8.1f} {wall:>7.1f} "
+              f"{time.process_time() - cpu0:>7.1f}", flush=True)
 
     nin_utils.fit(model, dataset, epochs=epochs, resolution=resolution, batch_size=batch_size,
                   lr=lr, progress=False, on_epoch_end=report)
     total = time.perf_counter() - start
+    print(f"load average now {os.getloadavg()[0]:.1f}")
     if reached:
         print(f"reached {target:.0%} test accuracy after {reached[0]:.1f} s wall "
               f"(whole run {total:.1f} s)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -117,11 +118,13 @@ def _convs_per_block(model: nn.Module) -> list[int]:
 
 
 def _output_shape(model: nn.Module, size: int, channels: int = 1, batch: int = 2) -> tuple[int, ...]:
+    """Output shape for a batch of zeros ``(batch, channels, size, size)``, in eval mode."""
+    device = next(model.parameters(), torch.empty(0)).device
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return tuple(model(torch.zeros(batch, channels, size, size)).shape)
+            return tuple(model(torch.zeros(batch, channels, size, size, device=device)).shape)
     finally:
         model.train(was_training)
 
@@ -135,15 +138,10 @@ def _accepts(model: nn.Module, size: int) -> bool:
 
 
 def _module(value: Any, name: str) -> nn.Module:
+    forgot = " Did you forget the `return`?" if value is None else ""
     _expect(isinstance(value, nn.Module),
-            f"{name} should return an nn.Module; it returned {type(value).__name__}. "
-            f"Did you forget the `return`?")
+            f"{name} should return an nn.Module; it returned {type(value).__name__}.{forgot}")
     return value
-
-
-def _hint_for(value: Any, mistakes: dict[int, str], default: str) -> str:
-    """The hint for a known wrong ``value``, else ``default``."""
-    return mistakes.get(value, default)
 
 
 def _close(value: float, reference: float, rel: float = 0.01) -> bool:
@@ -182,6 +180,8 @@ def check_counting(count_by_hand: Callable[[], dict[str, int]]) -> str:
     answer = count_by_hand()
     _expect(isinstance(answer, dict) and {"params", "macs_224"} <= answer.keys(),
             f"Return a dict with keys 'params' and 'macs_224'; got {answer!r}.")
+    _expect(all(isinstance(answer[key], numbers.Real) for key in ("params", "macs_224")),
+            f"Both values should be numbers; got {answer!r}.")
     params, macs = count_params(NiN()), layer_table(NiN(), 224).total_macs
     flops = count_flops(NiN(), 224)
     params_mistakes = {
@@ -191,7 +191,7 @@ def check_counting(count_by_hand: Callable[[], dict[str, int]]) -> str:
         params - sum(conv.out_channels for conv in _convs(NiN())): "You left out the biases: one per output channel.",
         count_params(NiN(num_1x1=1)): "That counts one 1x1 conv per block; NiN has two.",
     }
-    _expect(answer["params"] == params, _hint_for(answer["params"], params_mistakes,
+    _expect(answer["params"] == params, params_mistakes.get(answer["params"],
             f"params = {answer['params']:,}; expected {params:,}. Per conv: c_out * (c_in * k * k + 1); "
             f"12 convs: (1->96, 11), (96->256, 5), (256->384, 3), (384->10, 3), each followed "
             f"by two 1x1 convs c -> c."))
@@ -200,7 +200,7 @@ def check_counting(count_by_hand: Callable[[], dict[str, int]]) -> str:
         layer_table(NiN(in_channels=3), 224).total_macs: "That is for 3 input channels; NiN here has 1.",
         layer_table(NiN(), 227).total_macs: "That is for 227-px inputs; use 224.",
     }
-    _expect(answer["macs_224"] == macs, _hint_for(answer["macs_224"], macs_mistakes,
+    _expect(answer["macs_224"] == macs, macs_mistakes.get(answer["macs_224"],
             f"macs_224 = {answer['macs_224']:,}; expected {macs:,}. Per conv: "
             f"c_out * H' * W' * c_in * k * k, with H' x W' the conv's output size "
             f"(54, 26, 12, 5 for the four blocks; 1x1 convs have k = 1). Pooling and ReLU add none."))
@@ -221,8 +221,7 @@ def check_one_step_head(build_one_step_head: Callable[[], nn.Module]) -> str:
     conv = convs[0]
     _expect((conv.in_channels, conv.out_channels, conv.kernel_size) == (384, 10, (1, 1)),
             f"The conv is {conv}; it should map 384 channels to 10 with a 1x1 kernel.")
-    with torch.no_grad():
-        shape = tuple(head.eval()(torch.zeros(2, 384, 5, 5)).shape)
+    shape = _output_shape(head, 5, channels=384)
     _expect(shape == (2, 10), f"(2, 384, 5, 5) gave shape {shape}; expected (2, 10): add "
             f"nn.AdaptiveAvgPool2d(1) and nn.Flatten() after the conv.")
     params, target = count_params(head), _conv_params(384, 10, 1)
@@ -282,13 +281,14 @@ def check_memory(activation_memory: Callable[[nn.Module, int, int], tuple[int, i
     cases = [(NiN(), 128, 224), (NiN(num_1x1=1), 8, 96)]  # the second catches hard-coded numbers
     for model, batch, size in cases:
         answer = activation_memory(model, batch, size)
-        _expect(isinstance(answer, tuple) and len(answer) == 2,
-                f"Return a tuple (training_bytes, inference_peak_bytes); got {answer!r}.")
+        _expect(isinstance(answer, (tuple, list)) and len(answer) == 2
+                and all(isinstance(value, numbers.Real) for value in answer),
+                f"Return a tuple of two numbers (training_bytes, inference_peak_bytes); got {answer!r}.")
         training, peak = _activation_bytes(model, batch, size)
         where = f"batch {batch} at {size} px"
         mistakes = {training // batch: "That is for one image: multiply by the batch size.",
                     training // 4: "That counts values, not bytes: a float32 takes 4 bytes."}
-        _expect(_close(answer[0], training), _hint_for(answer[0], mistakes,
+        _expect(_close(answer[0], training), mistakes.get(answer[0],
                 f"Training ({where}): {answer[0]:,} bytes; expected {training:,} ({_mb(training)}): "
                 f"4 bytes x batch x the sum of every layer's output size."))
         _expect(_close(answer[1], peak),

@@ -63,3 +63,11 @@ def test_deterministic_cells_are_checked_and_have_outputs(path):
     assert checked, f"{path.name} marks no cell for nbval to check"
     for cell in checked:
         assert cell.outputs, f"a checked cell has no stored output to compare:\n{cell.source[:80]}"
+
+
+def test_instructor_guide_quotes_the_stamped_run_times():
+    guide = (ROOT / "book" / "instructors.md").read_text()
+    for path in NOTEBOOKS:
+        stamp = load(path).metadata[STAMP]
+        row = f"| {path.stem} | {stamp['mode']} | {stamp['device']} | {stamp['seconds']:.0f} s |"
+        assert row in guide, f"book/instructors.md should have the row {row!r} (from {path.name}'s metadata)"

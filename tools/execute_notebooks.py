@@ -18,6 +18,7 @@ import hashlib
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,10 +57,11 @@ def execute(path: Path, mode: str) -> float:
 
     notebook = nbformat.read(path, as_version=4)
     os.environ["NIN_MODE"] = mode  # the kernel inherits it
-    client = NotebookClient(notebook, timeout=900, kernel_name="python3", store_widget_state=True,
-                            record_timing=False, resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
-    client.execute()
+    # A fresh working folder: a checkpoint left by an earlier run must not skip training.
+    with tempfile.TemporaryDirectory() as workdir:
+        NotebookClient(notebook, timeout=900, kernel_name="python3", store_widget_state=True,
+                       record_timing=False, resources={"metadata": {"path": workdir}}).execute()
     seconds = time.perf_counter() - start
     notebook.metadata[STAMP] = {
         "mode": mode, "device": device_description(), "seconds": round(seconds, 1),
