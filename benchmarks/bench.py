@@ -30,7 +30,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,17 +150,15 @@ class D2LStep:
 # (OneCycleLR costs microseconds and does not change throughput).
 
 class NinUtilsStep:
-    name = "nin_utils"
-
     def __init__(self, dataset: nin_utils.FashionMNISTData, resolution: int, *,
-                 channels_last: bool = True, compile: bool = False, label: str = "") -> None:
+                 channels_last: bool = True, compiled: bool = False, label: str = "") -> None:
         device = dataset.device
         self.name = "nin_utils" + (f" {label}" if label else "")
         self.dataset, self.resolution = dataset, resolution
         self.model = nin_utils.NiN().to(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
-        self.forward = torch.compile(self.model) if compile else self.model
+        self.forward = torch.compile(self.model) if compiled else self.model
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=2e-3, weight_decay=1e-4,
                                      fused=device.type in ("cpu", "cuda"))
         self.amp_dtype = autocast_dtype(device)  # None on CPUs without AVX-512 BF16 / AMX
@@ -212,9 +210,10 @@ Step = D2LStep | NinUtilsStep
 # ----------------------------------------------------------------------------------------
 # Measuring: memory high-water per window, timed windows, alternation.
 
-def _proc_status_kb(field_name: str, pid: str = "self") -> int | None:
+def _proc_status_kb(field_name: str) -> int | None:
+    """A field of /proc/self/status (VmRSS, VmHWM) in kB; None where there is no /proc."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field_name + ":"):
                 return int(line.split()[1])
     except OSError:
@@ -244,18 +243,13 @@ class PeakMemory:
                 pass
         self.start_mb = 0.0
 
-    def _rss_mb(self) -> float:
-        if self.resettable:
-            return _proc_status_kb("VmRSS") / 1024
-        return 0.0
-
     def reset(self) -> None:
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
             self.start_mb = torch.cuda.memory_allocated() / 2**20
         elif self.resettable:
             Path("/proc/self/clear_refs").write_text("5")
-            self.start_mb = self._rss_mb()
+            self.start_mb = _proc_status_kb("VmRSS") / 1024
         else:
             self.start_mb = self._maxrss_mb()
 
@@ -370,7 +364,7 @@ def bench_resolution(resolution: int, device: torch.device, dataset: nin_utils.F
     if "nchw" in experiments:  # what channels-last buys: the same step in NCHW
         steps.append(NinUtilsStep(dataset, resolution, channels_last=False, label="nchw"))
     if "compile" in experiments:  # torch.compile of the model (compiles in the warm-up)
-        steps.append(NinUtilsStep(dataset, resolution, compile=True, label="compile"))
+        steps.append(NinUtilsStep(dataset, resolution, compiled=True, label="compile"))
     memory = PeakMemory(device)
     results = [Result(s.name) for s in steps]
     for s in steps:
@@ -462,6 +456,16 @@ def time_to_accuracy(device: torch.device, resolution: int, epochs: int, batch_s
 
 # ----------------------------------------------------------------------------------------
 
+def cpu_name() -> str:
+    try:  # platform.processor() is empty on most Linux systems
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def default_windows(resolution: int, device: torch.device) -> tuple[int, float]:
     """CPU at 224 px takes seconds per step, so fewer, longer windows there."""
     if device.type == "cuda":
@@ -493,7 +497,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="This DataLoader will create")
     torch.set_num_threads(args.threads)  # both contenders share it (loader workers use 1 each)
     device = nin_utils.get_device()
-    name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu"
+    name = torch.cuda.get_device_name() if device.type == "cuda" else cpu_name()
     print(f"device {device} ({name}), {os.cpu_count()} CPUs, {torch.get_num_threads()} torch "
           f"threads, torch {torch.__version__}, torchvision {torchvision.__version__}, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)

@@ -36,3 +36,9 @@ def test_notebook_pages_have_a_colab_button(html):
 def test_footer_names_the_project_not_the_template(html):
     page = (html / "book" / "intro.html").read_text()
     assert "the NiN course authors" in page and "Copyright 2023" not in page
+
+
+def test_instructor_book_shows_exercises_with_solutions(html):
+    page = (html / "notebooks" / "05_exercises.html").read_text()
+    assert page.count('class="admonition exercise') >= 8
+    assert "Solution to" in page and "dropdown" in page
