@@ -40,5 +40,6 @@ def test_footer_names_the_project_not_the_template(html):
 
 def test_instructor_book_shows_exercises_with_solutions(html):
     page = (html / "notebooks" / "05_exercises.html").read_text()
-    assert page.count('class="admonition exercise') >= 8
+    assert page.count('class="exercise admonition"') >= 8
+    assert page.count('class="solution dropdown admonition"') >= 8
     assert "Solution to" in page and "dropdown" in page
