@@ -25,8 +25,9 @@ train: setup
 	$(PYTHON) -m nin_utils.train
 
 # Unit tests, the book build, and nbval re-running every notebook (one notebook per worker).
+# One torch thread per worker: two workers with two threads each on 2 cores thrash.
 test: setup
-	$(PYTHON) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=900 tests notebooks
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=900 tests notebooks
 
 book: setup
 	$(VENV)/bin/jupyter-book build --all . -W -n --keep-going
