@@ -26,8 +26,11 @@ train: setup
 
 # Unit tests, the book build, and nbval re-running every notebook (one notebook per worker).
 # One torch thread per worker: two workers with two threads each on 2 cores thrash.
+# TQDM_MININTERVAL: nbval reads a cell's messages only after the cell ends, and ZMQ drops
+# messages past ~1000 queued (the final "idle" too), so long training cells with 10
+# progress-bar updates a second fail with "Timeout ... waiting for output".
 test: setup
-	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=900 tests notebooks
+	OMP_NUM_THREADS=1 TQDM_MININTERVAL=10 $(PYTHON) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=900 tests notebooks
 
 book: setup
 	$(VENV)/bin/jupyter-book build --all . -W -n --keep-going
