@@ -6,7 +6,7 @@ from .counting import (LayerTable, conv_output_size, count_flops, count_params, 
 from .data import (FASHION_CLASSES, DataNotFoundError, FashionMNISTData, load_fashion_mnist,
                    to_model_input)
 from .models import NiN, class_maps, nin_block
-from .plotting import LivePlot, plot_confusion, plot_history, show_images, show_maps
+from .plotting import LivePlot, overlay_maps, plot_confusion, plot_history, show_images, show_maps
 from .train import (CheckpointError, EpochStats, PlateauWarning, evaluate, fit, load_checkpoint,
                     predictions)
 
@@ -15,6 +15,6 @@ __all__ = [
     "LayerTable", "conv_output_size", "count_flops", "count_params", "layer_table", "params_by_layer",
     "FASHION_CLASSES", "DataNotFoundError", "FashionMNISTData", "load_fashion_mnist", "to_model_input",
     "NiN", "class_maps", "nin_block",
-    "LivePlot", "plot_confusion", "plot_history", "show_images", "show_maps",
+    "LivePlot", "overlay_maps", "plot_confusion", "plot_history", "show_images", "show_maps",
     "CheckpointError", "EpochStats", "PlateauWarning", "evaluate", "fit", "load_checkpoint", "predictions",
 ]

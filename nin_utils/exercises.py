@@ -129,6 +129,13 @@ def _output_shape(model: nn.Module, size: int, channels: int = 1, batch: int = 2
         model.train(was_training)
 
 
+def _expect_logits(model: nn.Module, size: int, which: str = "") -> None:
+    """Fail unless a batch of two ``size``-px images gives 10 logits each: shape ``(2, 10)``."""
+    shape = _output_shape(model, size)
+    _expect(shape == (2, 10), f"A batch of two {size}-px images{which} gave shape {shape}; "
+            f"expected (2, 10).")
+
+
 def _accepts(model: nn.Module, size: int) -> bool:
     try:
         _output_shape(model, size)
@@ -166,8 +173,7 @@ def check_drop_one_1x1(build_nin_one_1x1: Callable[[], nn.Module]) -> str:
             f"each (the k x k conv, then one 1x1 conv).")
     _expect(params == target, f"{params:,} parameters; expected {target:,}. Keep NiN's channels "
             f"(96, 256, 384, 10), kernels (11, 5, 3, 3) and the biases.")
-    shape = _output_shape(model, 96)
-    _expect(shape == (2, 10), f"A batch of two 96-px images gave shape {shape}; expected (2, 10).")
+    _expect_logits(model, 96)
     return (f"{params:,} parameters ({standard - params:,} fewer than NiN's {standard:,}), "
             f"2 convs per block, output (2, 10) at 96 px.")
 
@@ -246,8 +252,7 @@ def check_3x3_instead_of_1x1(build_nin_3x3: Callable[[], nn.Module]) -> str:
             f"c -> c now has c * (9c + 1). Keep NiN's channels and first-conv kernels.")
     _expect(_accepts(model, 96), "96-px images fail in your network: did you give the 3x3 convs "
             "padding=1? Without it each one shrinks the maps by 2 px.")
-    shape = _output_shape(model, 96)
-    _expect(shape == (2, 10), f"A batch of two 96-px images gave shape {shape}; expected (2, 10).")
+    _expect_logits(model, 96)
     return (f"{params:,} parameters ({params / count_params(NiN()):.1f}x NiN), no 1x1 convs left, "
             f"output (2, 10) at 96 px.")
 
@@ -261,8 +266,7 @@ def check_fc_head(build_nin_fc_head: Callable[[], nn.Module]) -> str:
     class_maps = [row for row in layer_table(NiN(), 224).rows if row.layer.startswith("Conv")][-1]
     flat = math.prod(class_maps.output_shape)  # 10 x 5 x 5 class maps at 224 px
     target = count_params(NiN()) + flat * 10 + 10
-    shape = _output_shape(model, 224)
-    _expect(shape == (2, 10), f"A batch of two 224-px images gave shape {shape}; expected (2, 10).")
+    _expect_logits(model, 224)
     params = count_params(model)
     _expect(params == target, f"{params:,} parameters; expected {target:,} = NiN's "
             f"{count_params(NiN()):,} + a Linear({flat}, 10) with {flat * 10 + 10:,}.")
@@ -345,14 +349,12 @@ def check_make_nin(make_nin: Callable[[Sequence[BlockSpec]], nn.Module]) -> str:
     shapes = [row.output_shape for row in layer_table(model, 224).rows if row.layer.startswith("Conv")]
     reference = [row.output_shape for row in layer_table(NiN(), 224).rows if row.layer.startswith("Conv")]
     _expect(shapes == reference, f"Conv output shapes at 224 px {shapes}; NiN's are {reference}.")
-    shape = _output_shape(model, 224)
-    _expect(shape == (2, 10), f"A batch of two 224-px images gave shape {shape}; expected (2, 10).")
+    _expect_logits(model, 224)
     deeper = [*D2L_NIN_CONFIG, (512, 3, 1, 1)]
     deep = _module(make_nin(deeper), "make_nin(deeper config)")
     deep_params, deep_target = count_params(deep), _nin_params(deeper)
     _expect(deep_params == deep_target, f"With the deeper config {deeper}: {deep_params:,} "
             f"parameters; expected {deep_target:,}. Read channels from the config, not fixed numbers.")
-    deep_shape = _output_shape(deep, 224)
-    _expect(deep_shape == (2, 10), f"The deeper config gave shape {deep_shape} at 224 px; expected (2, 10).")
+    _expect_logits(deep, 224, " through the deeper config")
     return (f"d2l's config gives {params:,} parameters like NiN(), same shapes; a 4-block config "
             f"gives {deep_params:,} parameters and (2, 10) at 224 px.")

@@ -62,7 +62,7 @@ def plot_confusion(confusion: torch.Tensor, title: str = "") -> Figure:
     """A 10 x 10 confusion matrix: rows are true classes, columns predictions, counts in the cells."""
     confusion = confusion.detach().cpu()
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    ax.imshow(confusion, cmap="Blues")
+    ax.imshow(confusion.numpy(), cmap="Blues")
     for (true, guess), count in zip(torch.cartesian_prod(torch.arange(10), torch.arange(10)).tolist(),
                                     confusion.flatten().tolist()):
         if count:
@@ -88,7 +88,7 @@ def show_images(images: torch.Tensor, labels: Sequence[int], predictions: Sequen
         ax.axis("off")
         if i >= len(images):
             continue
-        ax.imshow(images[i], cmap="gray_r")
+        ax.imshow(images[i].numpy(), cmap="gray_r")
         true = FASHION_CLASSES[int(labels[i])]
         if predictions is None:
             ax.set_title(true, fontsize=8)
@@ -108,8 +108,29 @@ def show_maps(maps: torch.Tensor, titles: Sequence[str] | None = None, ncols: in
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(maps):
-            ax.imshow(maps[i], cmap=cmap)
+            ax.imshow(maps[i].numpy(), cmap=cmap)
             if titles is not None:
                 ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def overlay_maps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str] | None = None,
+                 alpha: float = 0.5, scale: float = 1.6) -> Figure:
+    """Class maps as heat over their images, one panel each.
+
+    ``images`` is ``(N, 1, H, W)`` (model input), ``maps`` is ``(N, h, w)``: each map
+    is upsampled bilinearly to ``H x W`` so coarse evidence lands where it came from.
+    """
+    images = images.detach().float().cpu()
+    heat = torch.nn.functional.interpolate(maps.detach().float().cpu()[:, None], size=images.shape[-2:],
+                                           mode="bilinear", align_corners=False)
+    fig, axes = plt.subplots(1, len(images), figsize=(len(images) * scale, scale * 1.15), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.imshow(images[i, 0].numpy(), cmap="gray_r")
+        ax.imshow(heat[i, 0].numpy(), cmap="jet", alpha=alpha)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+        ax.axis("off")
     fig.tight_layout()
     return fig

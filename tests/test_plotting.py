@@ -1,0 +1,64 @@
+"""Figures: the right panels, titles and data (headless, Agg backend)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from nin_utils import (FASHION_CLASSES, EpochStats, overlay_maps, plot_confusion,  # noqa: E402
+                       plot_history, show_images, show_maps)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def _stats(epoch: int, test_acc: float) -> EpochStats:
+    return EpochStats(epoch=epoch, train_loss=1.0 / epoch, train_acc=0.5, test_acc=test_acc,
+                      examples_per_s=100.0, seconds=1.0, step_losses=[1.2, 1.0])
+
+
+def test_plot_history_draws_each_run_test_accuracy():
+    fig = plot_history({"gap": [_stats(1, 0.6), _stats(2, 0.7)], "fc": [_stats(1, 0.55)]})
+    acc_ax = fig.axes[1]
+    test_lines = {line.get_label(): list(line.get_ydata()) for line in acc_ax.lines
+                  if line.get_label().endswith("test")}
+    assert test_lines == {"gap test": [0.6, 0.7], "fc test": [0.55]}
+
+
+def test_show_images_marks_mistakes_red():
+    images = torch.zeros(3, 1, 28, 28, dtype=torch.uint8)
+    fig = show_images(images, labels=[0, 1, 2], predictions=[0, 5, 2], ncols=3)
+    titles = [(ax.get_title(), ax.title.get_color()) for ax in fig.axes]
+    assert titles[1] == (f"{FASHION_CLASSES[5]}\n({FASHION_CLASSES[1]})", "red")
+    assert titles[0][1] == titles[2][1] == "black"
+
+
+def test_show_maps_grid_leaves_spare_panels_empty():
+    fig = show_maps(torch.rand(12, 5, 5), ncols=10)
+    assert len(fig.axes) == 20
+    assert sum(bool(ax.images) for ax in fig.axes) == 12
+
+
+def test_plot_confusion_writes_counts():
+    confusion = torch.zeros(10, 10, dtype=torch.long)
+    confusion[3, 3], confusion[3, 6] = 90, 10
+    texts = sorted(t.get_text() for t in plot_confusion(confusion).axes[0].texts)
+    assert texts == ["10", "90"]
+
+
+def test_overlay_maps_upsamples_each_map_onto_its_image():
+    images = torch.rand(4, 1, 72, 72)
+    maps = torch.zeros(4, 3, 3)
+    maps[2, 0, 0] = 1.0  # evidence in the top-left cell of image 2's map only
+    fig = overlay_maps(images, maps, titles=list("abcd"))
+    assert [ax.get_title() for ax in fig.axes] == list("abcd")
+    heat = fig.axes[2].images[1].get_array()
+    assert heat.shape == (72, 72)
+    assert heat[:12, :12].mean() > 0.5 > heat[-24:, -24:].max()
+    assert fig.axes[0].images[1].get_array().max() == 0
