@@ -18,6 +18,7 @@ and the table reports the median. Usage (from the repository root)::
     .venv/bin/python benchmarks/bench.py --resolutions 224 --windows 4 --seconds 5
     .venv/bin/python benchmarks/bench.py --experiments nchw compile
     .venv/bin/python benchmarks/bench.py --time-to-accuracy    # the quick recipe to 85%
+    .venv/bin/python benchmarks/bench.py --fixed-budget        # accuracy with each option off
 """
 
 from __future__ import annotations
@@ -454,6 +455,36 @@ def time_to_accuracy(device: torch.device, resolution: int, epochs: int, batch_s
         print(f"did NOT reach {target:.0%} test accuracy (whole run {total:.1f} s)")
 
 
+
+# ----------------------------------------------------------------------------------------
+# Fixed budget: an optimisation stays only if accuracy is unchanged at the same budget.
+
+def fixed_budget(device: torch.device, train_images: int, resolution: int, batch_size: int,
+                 seeds: int) -> None:
+    """Train nin_utils' recipe with each speed option switched off in turn, same data and seeds.
+
+    Bit-level differences (memory layout, precision) grow into different runs, so one
+    seed per variant says little: compare the mean and spread over ``seeds`` seeds.
+    """
+    variants = {"default": {}, "nchw (channels-last off)": dict(channels_last=False)}
+    if autocast_dtype(device) is not None:
+        variants["float32 (autocast off)"] = dict(mixed_precision=False)
+    dataset = nin_utils.load_fashion_mnist(device=device, train_subset=train_images)
+    print(f"fixed budget: {train_images:,} training images, 1 epoch, {resolution} px, batch "
+          f"{batch_size}, seeds 0-{seeds - 1}; test accuracy on all 10,000 test images", flush=True)
+    print(f"{'variant':<26} {'test acc per seed':<26} {'mean':>6} {'examples/s':>10}", flush=True)
+    for name, options in variants.items():
+        accuracies, rates = [], []
+        for seed in range(seeds):
+            nin_utils.seed_everything(seed)  # the same initial weights for every variant
+            model = nin_utils.NiN().to(device)
+            (stats,) = nin_utils.fit(model, dataset, epochs=1, resolution=resolution,
+                                     batch_size=batch_size, seed=seed, progress=False, **options)
+            accuracies.append(stats.test_acc)
+            rates.append(stats.examples_per_s)
+        print(f"{name:<26} {' '.join(f'{a:.4f}' for a in accuracies):<26} "
+              f"{statistics.mean(accuracies):>6.4f} {statistics.median(rates):>10.1f}", flush=True)
+
 # ----------------------------------------------------------------------------------------
 
 def cpu_name() -> str:
@@ -491,6 +522,10 @@ def main() -> None:
     parser.add_argument("--tta-batch-size", type=int, default=64)
     parser.add_argument("--tta-lr", type=float, default=2e-3)
     parser.add_argument("--target", type=float, default=0.85)
+    parser.add_argument("--fixed-budget", action="store_true",
+                        help="accuracy with each speed option off, at one fixed budget")
+    parser.add_argument("--budget-images", type=int, default=10_000)
+    parser.add_argument("--budget-seeds", type=int, default=3)
     args = parser.parse_args()
 
     # d2l asks for 4 loader workers whatever the CPU count; torch warns on a 2-CPU machine.
@@ -504,6 +539,10 @@ def main() -> None:
     if args.time_to_accuracy:
         time_to_accuracy(device, args.tta_resolution, args.tta_epochs, args.tta_batch_size,
                          args.tta_lr, args.target)
+        return
+    if args.fixed_budget:
+        fixed_budget(device, args.budget_images, args.tta_resolution, args.tta_batch_size,
+                     args.budget_seeds)
         return
 
     start = time.perf_counter()
