@@ -485,6 +485,7 @@ def fixed_budget(device: torch.device, train_images: int, resolution: int, batch
         print(f"{name:<26} {' '.join(f'{a:.4f}' for a in accuracies):<26} "
               f"{statistics.mean(accuracies):>6.4f} {statistics.median(rates):>10.1f}", flush=True)
 
+
 # ----------------------------------------------------------------------------------------
 
 def cpu_name() -> str:
