@@ -2,7 +2,7 @@
 
 from .config import MODES, ModeSettings, get_device, get_mode, seed_everything
 from .counting import (LayerTable, conv_output_size, count_flops, count_params, layer_table,
-                       params_by_layer)
+                       output_side, params_by_layer, smallest_input_size)
 from .data import (FASHION_CLASSES, DataNotFoundError, FashionMNISTData, load_fashion_mnist,
                    to_model_input)
 from .models import NiN, class_maps, nin_block
@@ -12,7 +12,8 @@ from .train import (CheckpointError, EpochStats, PlateauWarning, evaluate, fit, 
 
 __all__ = [
     "MODES", "ModeSettings", "get_device", "get_mode", "seed_everything",
-    "LayerTable", "conv_output_size", "count_flops", "count_params", "layer_table", "params_by_layer",
+    "LayerTable", "conv_output_size", "count_flops", "count_params", "layer_table", "output_side",
+    "params_by_layer", "smallest_input_size",
     "FASHION_CLASSES", "DataNotFoundError", "FashionMNISTData", "load_fashion_mnist", "to_model_input",
     "NiN", "class_maps", "nin_block",
     "LivePlot", "overlay_maps", "plot_confusion", "plot_history", "show_images", "show_maps",

@@ -23,6 +23,35 @@ def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int = 0) -> 
     return (n + 2 * padding - kernel) // stride + 1
 
 
+def output_side(model: nn.Module, size: int) -> int:
+    """Side length after every conv and pool of ``model``, for a square ``size`` input.
+
+    Applies ``conv_output_size`` layer by layer; stops early (returning a value < 1)
+    once nothing is left, which is how an input below the smallest accepted size fails.
+    """
+    for layer in model.modules():
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
+            kernel, stride, padding = (_first(layer.kernel_size), _first(layer.stride),
+                                       _first(layer.padding))
+            size = conv_output_size(size, kernel, stride, padding)
+            if size < 1:
+                break
+    return size
+
+
+def smallest_input_size(model: nn.Module) -> int:
+    """The smallest square input whose maps stay at least 1 x 1 through every conv and pool."""
+    size = 1
+    while output_side(model, size) < 1:
+        size += 1
+    return size
+
+
+def _first(value: int | tuple[int, ...]) -> int:
+    """Conv2d stores ``(k, k)``, MaxPool2d stores ``k``: one side of either."""
+    return value[0] if isinstance(value, tuple) else value
+
+
 def count_params(model: nn.Module) -> int:
     """Total number of parameters (trainable or not)."""
     return sum(p.numel() for p in model.parameters())
@@ -97,7 +126,7 @@ def layer_table(model: nn.Module, input_size: int | tuple[int, int], in_channels
     leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
     handles = [m.register_forward_hook(record(name)) for name, m in leaves]
     try:
-        _forward_one(model, (1, channels, height, width))
+        forward_zeros(model, (1, channels, height, width))
     finally:
         for handle in handles:
             handle.remove()
@@ -111,18 +140,18 @@ def count_flops(model: nn.Module, input_size: int | tuple[int, int], in_channels
     channels = in_channels or getattr(model, "in_channels", 1)
     counter = FlopCounterMode(display=False)
     with counter:
-        _forward_one(model, (1, channels, height, width))
+        forward_zeros(model, (1, channels, height, width))
     return counter.get_total_flops()
 
 
-def _forward_one(model: nn.Module, shape: tuple[int, int, int, int]) -> None:
+def forward_zeros(model: nn.Module, shape: tuple[int, int, int, int]) -> torch.Tensor:
     """One eval-mode forward pass on zeros, restoring the model's train/eval mode after."""
-    parameter = next(model.parameters())
+    parameter = next(model.parameters(), torch.empty(0))  # a model may have no parameters
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(shape, device=parameter.device, dtype=parameter.dtype))
+            return model(torch.zeros(shape, device=parameter.device, dtype=parameter.dtype))
     finally:
         model.train(was_training)
 

@@ -35,7 +35,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .counting import conv_output_size
+from .counting import output_side, smallest_input_size
 
 Init = Literal["kaiming", "xavier", "default"]
 
@@ -101,7 +101,7 @@ class NiN(nn.Module):
             nin_block(256, 384, kernel_size=3, stride=1, padding=1, num_1x1=num_1x1),
             nn.MaxPool2d(3, stride=2),
         )
-        self.min_input_size = _smallest_accepted_size(self.features)
+        self.min_input_size = smallest_input_size(self.features)
         if head == "gap":
             self.classifier = nn.Sequential(
                 nn.Dropout(dropout),
@@ -115,7 +115,7 @@ class NiN(nn.Module):
             if input_size < self.min_input_size:
                 raise ValueError(f"input_size={input_size} is below the smallest input NiN "
                                  f"accepts ({self.min_input_size}x{self.min_input_size}).")
-            side = _feature_side(self.features, input_size)
+            side = output_side(self.features, input_size)
             self.classifier = nn.Sequential(
                 nn.Flatten(),
                 nn.Dropout(dropout), nn.Linear(384 * side * side, fc_hidden), nn.ReLU(),
@@ -185,26 +185,3 @@ def class_maps(model: NiN, x: torch.Tensor) -> torch.Tensor:
         raise ValueError("Class maps need the GAP head: an FC head mixes all positions.")
     model.check_input(x)
     return model.classifier[:2](model.features(x))
-
-
-def _feature_side(features: nn.Sequential, size: int) -> int:
-    """Side length after ``features`` for a square ``size`` input (may be <= 0)."""
-    for layer in features.modules():
-        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
-            kernel, stride, padding = (_first(layer.kernel_size), _first(layer.stride),
-                                       _first(layer.padding))
-            size = conv_output_size(size, kernel, stride, padding)
-            if size < 1:
-                break
-    return size
-
-
-def _smallest_accepted_size(features: nn.Sequential) -> int:
-    size = 1
-    while _feature_side(features, size) < 1:
-        size += 1
-    return size
-
-
-def _first(value: int | tuple[int, ...]) -> int:
-    return value[0] if isinstance(value, tuple) else value

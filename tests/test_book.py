@@ -1,24 +1,16 @@
 """The book builds without warnings and its pages carry what a reader needs."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import build_book
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def html(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    result = subprocess.run([str(jupyter_book), "build", "--all", str(ROOT), "-W", "-n", "--keep-going",
-                             "--path-output", str(out)], capture_output=True, text=True,
-                            env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return out / "_build" / "html"
+    return build_book(ROOT, tmp_path_factory.mktemp("book"))
 
 
 def test_every_chapter_is_rendered_with_its_outputs(html):

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from nin_utils import NiN, conv_output_size, count_flops, count_params, layer_table, nin_block, params_by_layer
+from nin_utils import (NiN, conv_output_size, count_flops, count_params, layer_table, nin_block, output_side,
+                       params_by_layer, smallest_input_size)
 
 # (in, out, kernel) of every conv in d2l's NiN, written out independently of models.py.
 BLOCKS = [(1, 96, 11), (96, 256, 5), (256, 384, 3), (384, 10, 3)]
@@ -78,6 +79,14 @@ def test_gap_head_accepts_any_size_from_the_minimum():
     assert model.min_input_size == 67
     for size in (67, 100, 224, 300):
         assert model(torch.randn(1, 1, size, size)).shape == (1, 10)
+
+
+def test_smallest_input_size_of_any_conv_pool_stack():
+    # 5x5 conv: n - 4; then a 2x2 pool, stride 2, needs at least 2: so n >= 6.
+    stack = nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), nn.MaxPool2d(2))
+    assert [output_side(stack, n) for n in (5, 6, 9, 10)] == [0, 1, 2, 3]
+    assert smallest_input_size(stack) == 6
+    assert smallest_input_size(NiN().features) == NiN().min_input_size == 67
 
 
 def test_too_small_input_is_a_clear_error():

@@ -3,12 +3,11 @@
 import filecmp
 import html
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import build_book
 
 from tools.make_student import SOLUTION_TAG, build
 
@@ -51,12 +50,7 @@ def test_student_notebooks_have_stubs_and_checks_but_no_solutions():
 
 @pytest.fixture(scope="module")
 def student_html(tmp_path_factory):
-    out = tmp_path_factory.mktemp("student_book")
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    result = subprocess.run([str(jupyter_book), "build", "--all", str(ROOT / "student"), "-W", "-n", "--keep-going",
-                             "--path-output", str(out)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return out / "_build" / "html"
+    return build_book(ROOT / "student", tmp_path_factory.mktemp("student_book"))
 
 
 def test_student_book_has_exercises_but_no_solution_text(student_html):
