@@ -1,9 +1,12 @@
 """Mode, device and seeding: the only place that reads ``NIN_MODE``.
 
-Two modes share every line of code and differ only in budget:
+The modes share every line of code and differ only in budget (images, epochs,
+resolution); the training recipe is the same in all of them:
 
-* ``quick`` -- a subset of the data at 72 px for a couple of epochs, so a whole
-  notebook runs on a 2-core CPU in a minute or two (CI and nbval use it);
+* ``smoke`` -- a few thousand images for one epoch: proves a notebook runs
+  (CI and nbval use it); its accuracies are not worth reading;
+* ``quick`` -- the reader's default on a CPU: enough training on 2 cores to
+  give a network worth looking at;
 * ``full`` -- the whole dataset at 224 px, the resolution d2l trains NiN at,
   meant for a GPU.
 
@@ -19,32 +22,43 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+TRAIN_SIZE, TEST_SIZE = 60_000, 10_000  # Fashion-MNIST's two splits
+
 
 @dataclass(frozen=True)
-class ModeSettings:
-    """The data budget one mode trains with."""
+class Budget:
+    """How much training one run gets: images, epochs and input resolution."""
 
-    name: str
-    resolution: int  # images are resized to resolution x resolution on the device
     train_subset: int | None  # None: all 60,000 training images
     test_subset: int | None  # None: all 10,000 test images
     epochs: int
-    batch_size: int
+    resolution: int  # images are resized to resolution x resolution px on the device
 
     def describe(self) -> str:
-        train = "all 60,000" if self.train_subset is None else f"{self.train_subset:,}"
-        test = "all 10,000" if self.test_subset is None else f"{self.test_subset:,}"
-        return (f"{self.name} mode: {train} training and {test} test images at "
-                f"{self.resolution}x{self.resolution} px, {self.epochs} epochs, "
-                f"batch {self.batch_size}")
+        train = f"all {TRAIN_SIZE:,}" if self.train_subset is None else f"{self.train_subset:,}"
+        test = f"all {TEST_SIZE:,}" if self.test_subset is None else f"{self.test_subset:,}"
+        epochs = f"{self.epochs} epoch" + ("s" if self.epochs != 1 else "")
+        return (f"{train} training images, {epochs} at {self.resolution} px; "
+                f"tested on {test}")
 
 
-MODES: dict[str, ModeSettings] = {
-    # 72 px is just above the 67 px NiN accepts; small batches give more steps per second.
-    "quick": ModeSettings("quick", resolution=72, train_subset=10_000, test_subset=2_000,
-                          epochs=2, batch_size=32),
-    "full": ModeSettings("full", resolution=224, train_subset=None, test_subset=None,
-                         epochs=10, batch_size=128),
+@dataclass(frozen=True)
+class Mode:
+    """A named pair of budgets: ``main`` for a chapter's main training run, ``short`` for
+    side-by-side comparisons and exercises, which train several networks."""
+
+    name: str
+    main: Budget
+    short: Budget
+
+    def describe(self) -> str:
+        return f"{self.name} mode: {self.main.describe()}"
+
+
+MODES: dict[str, Mode] = {
+    "smoke": Mode("smoke", main=Budget(4_000, 1_000, 1, 67), short=Budget(1_000, 500, 1, 67)),
+    "quick": Mode("quick", main=Budget(None, None, 4, 72), short=Budget(10_000, None, 2, 72)),
+    "full": Mode("full", main=Budget(None, None, 10, 224), short=Budget(20_000, None, 3, 224)),
 }
 
 
@@ -53,7 +67,7 @@ def get_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def get_mode(mode: str | None = None) -> ModeSettings:
+def get_mode(mode: str | None = None) -> Mode:
     """The settings for ``mode``, else ``$NIN_MODE``, else the device's default.
 
     Raises ``ValueError`` naming the valid modes for anything else.
@@ -61,9 +75,8 @@ def get_mode(mode: str | None = None) -> ModeSettings:
     name = mode or os.environ.get("NIN_MODE") or ("full" if torch.cuda.is_available() else "quick")
     key = name.strip().lower()
     if key not in MODES:
-        raise ValueError(f"Unknown NiN mode {name!r}: use one of {', '.join(MODES)} "
-                         "(set NIN_MODE=quick or NIN_MODE=full, or leave it unset for the "
-                         "device's default).")
+        raise ValueError(f"Unknown NiN mode {name!r}: use one of {', '.join(MODES)} (set NIN_MODE, "
+                         f"or leave it unset for the device's default).")
     return MODES[key]
 
 

@@ -23,28 +23,32 @@ def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int = 0) -> 
     return (n + 2 * padding - kernel) // stride + 1
 
 
-def output_side(model: nn.Module, size: int) -> int:
-    """Side length after every conv and pool of ``model``, for a square ``size`` input.
+def output_side(model: nn.Module, resolution: int) -> int:
+    """Side of the maps after every conv and pool of ``model``, for a square input.
 
     Applies ``conv_output_size`` layer by layer; stops early (returning a value < 1)
     once nothing is left, which is how an input below the smallest accepted size fails.
+
+    >>> output_side(nn.Sequential(nn.Conv2d(1, 1, 5), nn.MaxPool2d(2)), 28)
+    12
     """
+    side = resolution
     for layer in model.modules():
         if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
             kernel, stride, padding = (_first(layer.kernel_size), _first(layer.stride),
                                        _first(layer.padding))
-            size = conv_output_size(size, kernel, stride, padding)
-            if size < 1:
+            side = conv_output_size(side, kernel, stride, padding)
+            if side < 1:
                 break
-    return size
+    return side
 
 
-def smallest_input_size(model: nn.Module) -> int:
+def smallest_resolution(model: nn.Module) -> int:
     """The smallest square input whose maps stay at least 1 x 1 through every conv and pool."""
-    size = 1
-    while output_side(model, size) < 1:
-        size += 1
-    return size
+    resolution = 1
+    while output_side(model, resolution) < 1:
+        resolution += 1
+    return resolution
 
 
 def _first(value: int | tuple[int, ...]) -> int:
@@ -104,15 +108,15 @@ class LayerTable:
         return "\n".join(lines)
 
 
-def layer_table(model: nn.Module, input_size: int | tuple[int, int], in_channels: int | None = None
+def layer_table(model: nn.Module, resolution: int | tuple[int, int], in_channels: int | None = None
                 ) -> LayerTable:
     """Run one image through ``model`` and tabulate every leaf layer.
 
-    ``input_size`` is a side length or ``(H, W)``; ``in_channels`` defaults to
+    ``resolution`` is a side length or ``(H, W)``; ``in_channels`` defaults to
     ``model.in_channels`` (or 1). Each row has the output shape (no batch
     dimension), the parameter count and the analytic multiply-adds.
     """
-    height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
+    height, width = (resolution, resolution) if isinstance(resolution, int) else resolution
     channels = in_channels or getattr(model, "in_channels", 1)
     rows: list[LayerRow] = []
 
@@ -133,10 +137,10 @@ def layer_table(model: nn.Module, input_size: int | tuple[int, int], in_channels
     return LayerTable((channels, height, width), tuple(rows))
 
 
-def count_flops(model: nn.Module, input_size: int | tuple[int, int], in_channels: int | None = None
+def count_flops(model: nn.Module, resolution: int | tuple[int, int], in_channels: int | None = None
                 ) -> int:
     """FLOPs of one forward pass on one image, by ``FlopCounterMode`` (2 per multiply-add)."""
-    height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
+    height, width = (resolution, resolution) if isinstance(resolution, int) else resolution
     channels = in_channels or getattr(model, "in_channels", 1)
     counter = FlopCounterMode(display=False)
     with counter:

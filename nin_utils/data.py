@@ -18,6 +18,7 @@ worker processes, which is what starves a GPU on Colab's two CPU cores.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -28,10 +29,11 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from .config import get_device
+from .config import TEST_SIZE, TRAIN_SIZE, get_device
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CHANCE_LOSS = math.log(len(FASHION_CLASSES))  # cross-entropy of a uniform guess: ln 10 = 2.303
 # Pixel mean and standard deviation of the 60,000 training images, scaled to [0, 1]
 # (a test recomputes them from the data).
 FASHION_MEAN = 0.2860
@@ -69,7 +71,7 @@ class FashionMNISTData:
     def num_batches(self, split: str, batch_size: int) -> int:
         return -(-len(self.split(split)[1]) // batch_size)
 
-    def batches(self, split: str, batch_size: int, resolution: int = 28, *,
+    def batches(self, split: str, batch_size: int, resolution: int, *,
                 shuffle_seed: int | None = None, normalize: bool = True
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(images, labels)``: float ``(B, 1, resolution, resolution)`` and int64 ``(B,)``.
@@ -88,7 +90,7 @@ class FashionMNISTData:
             yield to_model_input(images[index], resolution, normalize), labels[index]
 
 
-def to_model_input(images: torch.Tensor, resolution: int = 28, normalize: bool = True) -> torch.Tensor:
+def to_model_input(images: torch.Tensor, resolution: int, normalize: bool = True) -> torch.Tensor:
     """uint8 ``(B, 28, 28)`` -> float ``(B, 1, resolution, resolution)``, on the images' device."""
     x = images.unsqueeze(1).float().div_(255)
     if normalize:
@@ -104,12 +106,17 @@ def load_fashion_mnist(*, device: torch.device | str | None = None, train_subset
                        ) -> FashionMNISTData:
     """Load real Fashion-MNIST onto ``device`` (default: CUDA if present, else CPU).
 
-    ``train_subset`` / ``test_subset`` keep that many images, drawn at random with
-    ``seed`` (the same seed gives the same subset). ``cache_dir`` is where
-    torchvision's layout lives (default ``~/.cache/nin_utils``). Raises
-    ``DataNotFoundError`` naming the fixes when there is no local copy and the
-    download is off or fails.
+    ``train_subset`` / ``test_subset`` keep that many images (1 to 60,000 and
+    1 to 10,000), drawn at random with ``seed`` (the same seed gives the same
+    subset). ``cache_dir`` is where torchvision's layout lives (default
+    ``~/.cache/nin_utils``). Raises ``ValueError`` for a subset out of range and
+    ``DataNotFoundError`` naming the fixes when ``$NIN_DATA_DIR`` is set but lacks
+    the files, or there is no local copy and the download is off or fails.
     """
+    for name, count, size in (("train_subset", train_subset, TRAIN_SIZE), ("test_subset", test_subset, TEST_SIZE)):
+        if count is not None and not 1 <= count <= size:
+            raise ValueError(f"{name}={count} is out of range: Fashion-MNIST has {size:,} images "
+                             f"in that split, so use 1 to {size:,} (or leave it unset for all of them).")
     root = Path(cache_dir or Path.home() / ".cache" / "nin_utils")
     found = _place_local_copy(root / "FashionMNIST" / "raw")
     try:
@@ -139,10 +146,20 @@ def load_fashion_mnist(*, device: torch.device | str | None = None, train_subset
 
 
 def _place_local_copy(raw_dir: Path) -> bool:
-    """Put the four IDX files into ``raw_dir`` from the first local source; True if all are there."""
-    if all((raw_dir / name).is_file() for name in RAW_FILES):
+    """Put the four IDX files into ``raw_dir`` from the first local source; True if all are there.
+
+    A ``$NIN_DATA_DIR`` that lacks any of the files is an error, not a reason to
+    quietly use another copy.
+    """
+    chosen = os.environ.get("NIN_DATA_DIR")
+    if chosen and not all(_find(Path(chosen), name) for name in RAW_FILES):
+        missing = [name for name in RAW_FILES if not _find(Path(chosen), name)]
+        raise DataNotFoundError(f"NIN_DATA_DIR={chosen} does not hold Fashion-MNIST (missing "
+                                f"{', '.join(missing)}): point it at a folder with the four IDX "
+                                f"files, or unset it.")
+    if all((raw_dir / name).is_file() for name in RAW_FILES) and not chosen:
         return True
-    for source in (os.environ.get("NIN_DATA_DIR"), SYSTEM_DATA_DIR):
+    for source in (chosen, SYSTEM_DATA_DIR):
         if not source or not all(_find(Path(source), name) for name in RAW_FILES):
             continue
         raw_dir.mkdir(parents=True, exist_ok=True)

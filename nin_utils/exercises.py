@@ -1,19 +1,21 @@
 """Checkers for chapter 5's exercises: each prints ✅ or ❌ with a hint and returns True/False.
 
 Every ``check_*`` takes the student's answer as an argument (usually the function they
-wrote, which the checker calls) and reads nothing else from the notebook. Reference values
-come from ``nin_utils`` itself (``count_params``, ``layer_table``, ``count_flops``) or from
-the counting formulas, computed when the checker runs. No checker raises on a wrong or
-unfinished answer: a stub that still raises ``NotImplementedError`` gets "Not done yet",
-and any other error is reported with its message.
+wrote, which the checker calls) and reads nothing else from the notebook. No checker raises
+on a wrong or unfinished answer: a stub that still raises ``NotImplementedError`` gets "Not
+done yet", and any other error is reported with its message.
 
-Parameter formulas used below: a ``k x k`` conv from ``c_in`` to ``c_out`` channels has
-``c_out * (c_in * k * k + 1)`` parameters; a linear layer ``n -> m`` has ``m * (n + 1)``.
+This package is installed on every student's machine, so it holds no answer key: where an
+exercise's answer is a number the student must derive, the checker keeps only its SHA-256
+digest (``ANSWER_DIGESTS``), and hints name the formula, never the value.
+``tests/test_exercises.py`` recomputes every digest from its own reference solutions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import inspect
 import math
 import numbers
@@ -24,16 +26,34 @@ from torch import nn
 
 from .counting import count_flops, count_params, forward_zeros, layer_table
 from .models import NiN
-from .train import EpochStats, fit
+from .training import EpochStats, Recipe
 
 BlockSpec = tuple[int, int, int, int]  # (out_channels, kernel, stride, padding)
 
 # d2l's NiN backbone as block specs; a NiN block to 10 classes and GAP follow it.
 D2L_NIN_CONFIG: list[BlockSpec] = [(96, 11, 4, 0), (256, 5, 1, 2), (384, 3, 1, 1)]
+DEEPER_CONFIG: list[BlockSpec] = [*D2L_NIN_CONFIG, (512, 3, 1, 1)]  # exercise 8's second case
 
-# fit() arguments that are the experiment's fixed budget (or not hyperparameters at all).
-FIXED_FIT_ARGS = frozenset({"model", "data", "epochs", "resolution", "seed", "checkpoint",
-                            "resume", "on_epoch_end", "progress"})
+# Exercise 6's cases: (model builder, batch size, resolution); the second catches hard-coded numbers.
+MEMORY_CASES = {"nin-128-224": (NiN, 128, 224), "nin1-8-96": (lambda: NiN(num_1x1=1), 8, 96)}
+
+# SHA-256 digests (first 16 hex digits) of ``repr(answer)``.
+ANSWER_DIGESTS = {
+    "one_1x1_params": "611e77573f8f329a",
+    "3x3_params": "b1c74715a460e720",
+    "memory/nin-128-224": "bec9c45ad3b7dcba",
+    "memory/nin1-8-96": "506aa70da67f4f25",
+    "deeper_params": "ee1c901373ff5b93",
+}
+
+
+def answer_digest(value: Any) -> str:
+    """The digest ``ANSWER_DIGESTS`` stores for ``value``."""
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
+
+
+def _is_answer(value: Any, key: str) -> bool:
+    return answer_digest(value) == ANSWER_DIGESTS[key]
 
 
 class _Wrong(Exception):
@@ -73,33 +93,6 @@ def _checker(check: Callable[..., str]) -> Callable[..., bool]:
 def _conv_params(c_in: int, c_out: int, kernel: int) -> int:
     """Parameters of a ``kernel x kernel`` conv: weights plus one bias per output channel."""
     return c_out * (c_in * kernel * kernel + 1)
-
-
-def _nin_params(config: Sequence[BlockSpec], *, in_channels: int = 1, num_classes: int = 10,
-               num_1x1: int = 2, inner_kernel: int = 1) -> int:
-    """Parameters of a NiN built from ``config`` plus a 3x3 NiN block to ``num_classes``, by formula.
-
-    Each block is its ``k x k`` conv plus ``num_1x1`` convs ``c -> c`` with an
-    ``inner_kernel`` kernel (1 in NiN; exercise 4 tries 3). Pooling and GAP have none.
-    """
-    total, c_in = 0, in_channels
-    for c_out, kernel, _, _ in [*config, (num_classes, 3, 1, 1)]:
-        total += _conv_params(c_in, c_out, kernel) + num_1x1 * _conv_params(c_out, c_out, inner_kernel)
-        c_in = c_out
-    return total
-
-
-def _activation_bytes(model: nn.Module, batch_size: int, input_size: int,
-                     bytes_per_value: int = 4) -> tuple[int, int]:
-    """``(training, inference_peak)`` bytes of activations, from ``layer_table``'s output shapes.
-
-    Training keeps every layer's output for the backward pass: their sum. Inference
-    needs only one layer's input and output at a time: the largest such pair.
-    """
-    table = layer_table(model, input_size)
-    sizes = [math.prod(table.input_shape)] + [math.prod(row.output_shape) for row in table.rows]
-    scale = batch_size * bytes_per_value
-    return scale * sum(sizes[1:]), scale * max(a + b for a, b in zip(sizes, sizes[1:]))
 
 
 def _convs(model: nn.Module) -> list[nn.Conv2d]:
@@ -148,10 +141,6 @@ def _module(value: Any, name: str) -> nn.Module:
     return value
 
 
-def _close(value: float, reference: float, rel: float = 0.01) -> bool:
-    return abs(value - reference) <= rel * abs(reference)
-
-
 def _mb(num_bytes: float) -> str:
     return f"{num_bytes / 1e6:,.1f} MB"
 
@@ -162,14 +151,15 @@ def _mb(num_bytes: float) -> str:
 def check_drop_one_1x1(build_nin_one_1x1: Callable[[], nn.Module]) -> str:
     """Exercise 1: a NiN with one 1x1 conv per block (two convs per block)."""
     model = _module(build_nin_one_1x1(), "build_nin_one_1x1()")
-    params, target, standard = count_params(model), count_params(NiN(num_1x1=1)), count_params(NiN())
+    params, standard = count_params(model), count_params(NiN())
     _expect(params != standard, f"{params:,} parameters: that is the standard NiN, with two 1x1 "
-            f"convs per block. Keep only one, e.g. NiN(num_1x1=1).")
+            f"convs per block. Keep only one in every block.")
     layout = _convs_per_block(model)
     _expect(layout == [2, 2, 2, 2], f"Convs per NiN block: {layout}. Expected 4 blocks of 2 convs "
             f"each (the k x k conv, then one 1x1 conv).")
-    _expect(params == target, f"{params:,} parameters; expected {target:,}. Keep NiN's channels "
-            f"(96, 256, 384, 10), kernels (11, 5, 3, 3) and the biases.")
+    _expect(_is_answer(params, "one_1x1_params"), f"{params:,} parameters, which is not NiN with one "
+            f"1x1 conv per block. Keep NiN's channels (96, 256, 384, 10), kernels (11, 5, 3, 3) "
+            f"and the biases.")
     _expect_logits(model, 96)
     return (f"{params:,} parameters ({standard - params:,} fewer than NiN's {standard:,}), "
             f"2 convs per block, output (2, 10) at 96 px.")
@@ -244,9 +234,10 @@ def check_3x3_instead_of_1x1(build_nin_3x3: Callable[[], nn.Module]) -> str:
     ones = sum(conv.kernel_size == (1, 1) for conv in convs)
     _expect(ones == 0, f"{ones} convs are still 1x1: make every 1x1 conv a 3x3 conv with padding=1.")
     _expect(len(convs) == 12, f"{len(convs)} convs; NiN has 12 (4 blocks of 3).")
-    params, target = count_params(model), _nin_params(D2L_NIN_CONFIG, inner_kernel=3)
-    _expect(params == target, f"{params:,} parameters; expected {target:,}: each former 1x1 conv "
-            f"c -> c now has c * (9c + 1). Keep NiN's channels and first-conv kernels.")
+    params = count_params(model)
+    _expect(_is_answer(params, "3x3_params"), f"{params:,} parameters is not the count for this "
+            f"network: each former 1x1 conv c -> c now has c * (9c + 1). Keep NiN's channels and "
+            f"first-conv kernels.")
     _expect(_accepts(model, 96), "96-px images fail in your network: did you give the 3x3 convs "
             "padding=1? Without it each one shrinks the maps by 2 px.")
     _expect_logits(model, 96)
@@ -277,23 +268,24 @@ def check_fc_head(build_nin_fc_head: Callable[[], nn.Module]) -> str:
 @_checker
 def check_memory(activation_memory: Callable[[nn.Module, int, int], tuple[int, int]]) -> str:
     """Exercise 6: activation bytes for training (all outputs) and the inference peak."""
-    cases = [(NiN(), 128, 224), (NiN(num_1x1=1), 8, 96)]  # the second catches hard-coded numbers
-    for model, batch, size in cases:
-        answer = activation_memory(model, batch, size)
+    for key, (build, batch, resolution) in MEMORY_CASES.items():
+        answer = activation_memory(build(), batch, resolution)
         _expect(isinstance(answer, (tuple, list)) and len(answer) == 2
-                and all(isinstance(value, numbers.Real) for value in answer),
-                f"Return a tuple of two numbers (training_bytes, inference_peak_bytes); got {answer!r}.")
-        training, peak = _activation_bytes(model, batch, size)
-        where = f"batch {batch} at {size} px"
-        mistakes = {training // batch: "That is for one image: multiply by the batch size.",
-                    training // 4: "That counts values, not bytes: a float32 takes 4 bytes."}
-        _expect(_close(answer[0], training), mistakes.get(answer[0],
-                f"Training ({where}): {answer[0]:,} bytes; expected {training:,} ({_mb(training)}): "
-                f"4 bytes x batch x the sum of every layer's output size."))
-        _expect(_close(answer[1], peak),
-                f"Inference peak ({where}): {answer[1]:,} bytes; expected {peak:,} ({_mb(peak)}): "
-                f"4 bytes x batch x the largest (input + output) of a single layer.")
-    training, peak = _activation_bytes(NiN(), 128, 224)
+                and all(isinstance(value, numbers.Integral) for value in answer),
+                f"Return a tuple of two whole numbers (training_bytes, inference_peak_bytes); "
+                f"got {answer!r}.")
+        training, peak = (int(value) for value in answer)
+        where = f"batch {batch} at {resolution} px"
+        if _is_answer((training, peak), f"memory/{key}"):
+            continue
+        _expect(not _is_answer((training * batch, peak * batch), f"memory/{key}"),
+                f"{where}: that is for one image; multiply by the batch size.")
+        _expect(not _is_answer((training * 4, peak * 4), f"memory/{key}"),
+                f"{where}: that counts values, not bytes; a float32 takes 4 bytes.")
+        _expect(False, f"{where}: ({training:,}, {peak:,}) bytes is not right. Training: 4 bytes x "
+                f"batch x the sum of every layer's output size. Inference peak: 4 bytes x batch x "
+                f"the largest (input + output) of a single layer.")
+    training, peak = activation_memory(NiN(), 128, 224)
     return (f"batch of 128 at 224 px, float32: training keeps {_mb(training)} of activations; "
             f"inference needs at most {_mb(peak)} at a time ({training / peak:.0f}x less).")
 
@@ -301,30 +293,31 @@ def check_memory(activation_memory: Callable[[nn.Module, int, int], tuple[int, i
 # ----------------------------------------------------------------------------- exercise 7
 
 @_checker
-def check_tuning(tuned_fit_kwargs: Callable[[], dict[str, Any]],
-                 train: Callable[[dict[str, Any]], list[EpochStats]],
+def check_tuning(tuned_recipe: Callable[[], dict[str, Any]],
+                 train: Callable[[Recipe], list[EpochStats]],
                  baseline: float, margin: float = 0.02) -> str:
-    """Exercise 7: ``train(tuned_fit_kwargs())`` must beat ``baseline`` test accuracy by ``margin``.
+    """Exercise 7: ``train(Recipe(**tuned_recipe()))`` must beat ``baseline`` test accuracy by ``margin``.
 
-    ``train`` runs ``fit`` on the exercise's fixed budget with the given keyword
-    arguments and returns the history; ``baseline`` is what fit's defaults reach on it.
+    ``train`` runs ``fit`` on the exercise's fixed budget with the given recipe and
+    returns the history; ``baseline`` is what ``Recipe()`` reaches on it.
     """
-    kwargs = tuned_fit_kwargs()
-    _expect(isinstance(kwargs, dict) and len(kwargs) > 0,
-            f"Return a non-empty dict of fit() keyword arguments, e.g. {{'lr': 3e-3}}; got {kwargs!r}.")
-    accepted = set(inspect.signature(fit).parameters)
-    unknown = sorted(set(kwargs) - accepted)
-    _expect(not unknown, f"{unknown} are not parameters of fit(). Tunable ones: "
-            f"{sorted(accepted - FIXED_FIT_ARGS)}.")
-    fixed = sorted(set(kwargs) & FIXED_FIT_ARGS)
-    _expect(not fixed, f"{fixed} belong to the fixed budget (or are not hyperparameters); tune "
-            f"the others, e.g. lr, batch_size, weight_decay, schedule.")
-    history = train(kwargs)
+    changes = tuned_recipe()
+    tunable = [f.name for f in dataclasses.fields(Recipe)]
+    _expect(isinstance(changes, dict) and len(changes) > 0,
+            f"Return a non-empty dict of Recipe fields to change, e.g. {{'lr': 3e-3}}; got {changes!r}.")
+    unknown = sorted(set(changes) - set(tunable))
+    _expect(not unknown, f"{unknown} are not fields of Recipe (the budget, like epochs or "
+            f"resolution, is fixed). Tunable fields: {tunable}.")
+    try:
+        recipe = Recipe(**changes)
+    except ValueError as error:
+        raise _Wrong(str(error)) from error
+    history = train(recipe)
     accuracy, target = history[-1].test_acc, baseline + margin
-    _expect(accuracy >= target, f"Test accuracy {accuracy:.3f} with {kwargs}; fit()'s defaults "
+    _expect(accuracy >= target, f"Test accuracy {accuracy:.3f} with {changes}; Recipe()'s defaults "
             f"reach {baseline:.3f} on this budget, so aim for at least {target:.3f}. With so few "
             f"steps, think about how many updates you get and how large each may be.")
-    return (f"test accuracy {accuracy:.3f} with {kwargs}, {accuracy - baseline:+.3f} over fit()'s "
+    return (f"test accuracy {accuracy:.3f} with {changes}, {accuracy - baseline:+.3f} over Recipe()'s "
             f"defaults ({baseline:.3f}) on the same budget.")
 
 
@@ -344,11 +337,11 @@ def check_make_nin(make_nin: Callable[[Sequence[BlockSpec]], nn.Module]) -> str:
     shapes, reference = _conv_shapes(model, 224), _conv_shapes(NiN(), 224)
     _expect(shapes == reference, f"Conv output shapes at 224 px {shapes}; NiN's are {reference}.")
     _expect_logits(model, 224)
-    deeper = [*D2L_NIN_CONFIG, (512, 3, 1, 1)]
-    deep = _module(make_nin(deeper), "make_nin(deeper config)")
-    deep_params, deep_target = count_params(deep), _nin_params(deeper)
-    _expect(deep_params == deep_target, f"With the deeper config {deeper}: {deep_params:,} "
-            f"parameters; expected {deep_target:,}. Read channels from the config, not fixed numbers.")
+    deep = _module(make_nin(DEEPER_CONFIG), "make_nin(DEEPER_CONFIG)")
+    deep_params = count_params(deep)
+    _expect(_is_answer(deep_params, "deeper_params"), f"With the deeper config {DEEPER_CONFIG}: "
+            f"{deep_params:,} parameters is not right. Read channels from the config, not fixed "
+            f"numbers.")
     _expect_logits(deep, 224, " through the deeper config")
     return (f"d2l's config gives {params:,} parameters like NiN(), same shapes; a 4-block config "
             f"gives {deep_params:,} parameters and (2, 10) at 224 px.")

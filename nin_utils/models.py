@@ -11,8 +11,8 @@ Architecture for a 224x224 input (d2l's version; shapes are channels x H x W)::
     dropout 0.5, nin_block(384 -> 10, 3x3)     10 x  5 x  5    <- `classifier` (GAP head)
     global average pooling, flatten            10
 
-Two departures from d2l are switchable, because chapter 4 teaches why the
-defaults differ (``NiN(init="xavier", final_relu=True)`` is d2l's network):
+Three departures from d2l are switchable, because chapter 4 teaches why the
+defaults differ; ``d2l_nin()`` builds d2l's network exactly:
 
 * ``init="kaiming"``: He initialisation keeps activations from shrinking
   through twelve ReLU layers; with Xavier the net sits at loss ln 10 for
@@ -35,9 +35,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .counting import output_side, smallest_input_size
+from .counting import output_side, smallest_resolution
 
-Init = Literal["kaiming", "xavier", "default"]
+Init = Literal["kaiming", "xavier"]
+FC_WIDTH = 4096  # hidden units of AlexNet's fully connected layers (the "fc" head)
 
 
 def nin_block(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -61,31 +62,35 @@ def nin_block(in_channels: int, out_channels: int, kernel_size: int, stride: int
 class NiN(nn.Module):
     """Network in Network for ``(N, in_channels, H, W)`` images -> ``(N, num_classes)`` logits.
 
+    >>> net = NiN()
+    >>> net(torch.zeros(2, 1, 96, 96)).shape
+    torch.Size([2, 10])
+    >>> sum(p.numel() for p in net.parameters())
+    1992166
+
     Args:
         in_channels: image channels (1 for Fashion-MNIST).
         num_classes: number of outputs.
         num_1x1: 1x1 convs per NiN block (2 in the paper and d2l).
         head: ``"gap"`` (a NiN block to ``num_classes`` maps, then global average
             pooling) or ``"fc"`` (AlexNet-style: flatten, two hidden fully connected
-            layers of ``fc_hidden`` units with dropout, then a linear layer).
-        input_size: the side length the ``"fc"`` head is built for (its first
-            linear layer depends on it); the GAP head accepts any size >= ``min_input_size``.
-        fc_hidden: hidden units of the ``"fc"`` head.
+            layers of 4,096 units with dropout, then a linear layer).
+        resolution: the input side the ``"fc"`` head is built for (its first linear
+            layer depends on it); the GAP head accepts any size >= ``min_resolution``.
         dropout: dropout probability before the head.
-        init: ``"kaiming"`` (default), ``"xavier"`` (d2l) or ``"default"`` (PyTorch's).
+        init: ``"kaiming"`` (default) or ``"xavier"`` (d2l).
         final_relu: keep the ReLU between the last conv and GAP (d2l does).
         zero_init_last: start the logit layer at zero (needs ``final_relu=False``:
             a ReLU at exactly zero passes no gradient).
 
-    ``NiN()`` has 1,992,166 parameters; ``NiN(num_1x1=1)`` has 1,769,112.
     The model has ``features`` (the three backbone blocks with pooling) and
     ``classifier`` (the head). Inputs with the wrong number of channels, or
-    smaller than ``min_input_size`` (67 px), raise ``ValueError``.
+    smaller than ``min_resolution`` (67 px), raise ``ValueError``.
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, *, num_1x1: int = 2,
-                 head: Literal["gap", "fc"] = "gap", input_size: int = 224,
-                 fc_hidden: int = 4096, dropout: float = 0.5, init: Init = "kaiming",
+                 head: Literal["gap", "fc"] = "gap", resolution: int = 224,
+                 dropout: float = 0.5, init: Init = "kaiming",
                  final_relu: bool = False, zero_init_last: bool = True) -> None:
         super().__init__()
         if zero_init_last and final_relu:
@@ -101,7 +106,7 @@ class NiN(nn.Module):
             nin_block(256, 384, kernel_size=3, stride=1, padding=1, num_1x1=num_1x1),
             nn.MaxPool2d(3, stride=2),
         )
-        self.min_input_size = smallest_input_size(self.features)
+        self.min_resolution = smallest_resolution(self.features)
         if head == "gap":
             self.classifier = nn.Sequential(
                 nn.Dropout(dropout),
@@ -110,19 +115,19 @@ class NiN(nn.Module):
                 nn.AdaptiveAvgPool2d(1),
                 nn.Flatten(),
             )
-            self.input_size = None
+            self.resolution = None
         elif head == "fc":
-            if input_size < self.min_input_size:
-                raise ValueError(f"input_size={input_size} is below the smallest input NiN "
-                                 f"accepts ({self.min_input_size}x{self.min_input_size}).")
-            side = output_side(self.features, input_size)
+            if resolution < self.min_resolution:
+                raise ValueError(f"resolution={resolution} is below the smallest input NiN "
+                                 f"accepts ({self.min_resolution}x{self.min_resolution}).")
+            side = output_side(self.features, resolution)
             self.classifier = nn.Sequential(
                 nn.Flatten(),
-                nn.Dropout(dropout), nn.Linear(384 * side * side, fc_hidden), nn.ReLU(),
-                nn.Dropout(dropout), nn.Linear(fc_hidden, fc_hidden), nn.ReLU(),
-                nn.Linear(fc_hidden, num_classes),
+                nn.Dropout(dropout), nn.Linear(384 * side * side, FC_WIDTH), nn.ReLU(),
+                nn.Dropout(dropout), nn.Linear(FC_WIDTH, FC_WIDTH), nn.ReLU(),
+                nn.Linear(FC_WIDTH, num_classes),
             )
-            self.input_size = input_size
+            self.resolution = resolution
         else:
             raise ValueError(f"Unknown head {head!r}: use 'gap' or 'fc'.")
         self.zero_init_last = zero_init_last
@@ -133,13 +138,10 @@ class NiN(nn.Module):
 
         With ``zero_init_last`` the logit layer's weights are zeroed too.
         """
-        if init not in ("kaiming", "xavier", "default"):
-            raise ValueError(f"Unknown init {init!r}: use 'kaiming', 'xavier' or 'default'.")
+        if init not in ("kaiming", "xavier"):
+            raise ValueError(f"Unknown init {init!r}: use 'kaiming' or 'xavier'.")
         for module in self.modules():
             if not isinstance(module, (nn.Conv2d, nn.Linear)):
-                continue
-            if init == "default":
-                module.reset_parameters()
                 continue
             if init == "kaiming":
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
@@ -160,19 +162,34 @@ class NiN(nn.Module):
             raise ValueError(f"NiN was built for {self.in_channels} input channel(s) but got "
                              f"{channels}: shape {tuple(x.shape)}. Build NiN(in_channels="
                              f"{channels}) or convert the images.")
-        if min(height, width) < self.min_input_size:
+        if min(height, width) < self.min_resolution:
             raise ValueError(f"Input {height}x{width} is too small for NiN: the smallest it "
-                             f"accepts is {self.min_input_size}x{self.min_input_size} (three "
+                             f"accepts is {self.min_resolution}x{self.min_resolution} (three "
                              f"stride-2 poolings after a stride-4 conv). Resize the images, "
                              f"e.g. to 96 or 224 px.")
-        if self.input_size is not None and (height, width) != (self.input_size,) * 2:
+        if self.resolution is not None and (height, width) != (self.resolution,) * 2:
             raise ValueError(f"This NiN has a fully connected head built for "
-                             f"{self.input_size}x{self.input_size} inputs; got {height}x{width}. "
+                             f"{self.resolution}x{self.resolution} inputs; got {height}x{width}. "
                              f"An FC head fixes the input size; the GAP head does not.")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         return self.classifier(self.features(x))
+
+
+def d2l_nin(*, in_channels: int = 1, num_classes: int = 10) -> NiN:
+    """d2l's NiN, unchanged: Xavier init, a ReLU before GAP, random logit layer.
+
+    Same architecture and parameter count as ``NiN()``; ``(N, in_channels, H, W)``
+    images (H, W >= 67) -> ``(N, num_classes)`` logits, each >= 0 (the final ReLU).
+    Train it with ``Recipe.d2l()`` to reproduce d2l's chapter.
+
+    >>> sum(p.numel() for p in d2l_nin().parameters())
+    1992166
+    >>> bool((d2l_nin()(torch.randn(2, 1, 67, 67)) >= 0).all())
+    True
+    """
+    return NiN(in_channels, num_classes, init="xavier", final_relu=True, zero_init_last=False)
 
 
 def class_maps(model: NiN, x: torch.Tensor) -> torch.Tensor:

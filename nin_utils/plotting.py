@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
-from .data import FASHION_CLASSES
-from .train import EpochStats
+from .data import CHANCE_LOSS, FASHION_CLASSES
+
+if TYPE_CHECKING:  # for annotations only: plotting depends on no training code
+    from .training import EpochStats
 
 
 def plot_history(histories: dict[str, list[EpochStats]] | list[EpochStats], title: str = "") -> Figure:
@@ -20,14 +23,14 @@ def plot_history(histories: dict[str, list[EpochStats]] | list[EpochStats], titl
     for (label, history), color in zip(histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         epochs = [s.epoch for s in history]
         prefix = f"{label} " if label else ""
-        # Loss every 20 steps, placed at its fraction of the epoch; accuracy once per epoch.
+        # The within-epoch loss points, each at its fraction of the epoch; accuracy once per epoch.
         steps = [(s.epoch - 1 + (i + 1) / len(s.step_losses), loss)
                  for s in history for i, loss in enumerate(s.step_losses)]
         loss_ax.plot([x for x, _ in steps], [y for _, y in steps], "-", color=color, alpha=0.5, lw=1)
         loss_ax.plot(epochs, [s.train_loss for s in history], "o-", color=color, label=f"{prefix}train (epoch mean)")
         acc_ax.plot(epochs, [s.train_acc for s in history], "o--", color=color, label=f"{prefix}train")
         acc_ax.plot(epochs, [s.test_acc for s in history], "o-", color=color, label=f"{prefix}test")
-    loss_ax.axhline(2.3026, color="gray", lw=0.8, ls=":", label="ln 10 (uniform guess)")
+    loss_ax.axhline(CHANCE_LOSS, color="gray", lw=0.8, ls=":", label="ln 10 (uniform guess)")
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="training loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
     for ax in (loss_ax, acc_ax):

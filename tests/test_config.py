@@ -3,7 +3,7 @@ import random
 import pytest
 import torch
 
-from nin_utils import MODES, get_device, get_mode, seed_everything
+from nin_utils import MODES, Budget, NiN, get_device, get_mode, seed_everything
 
 
 def test_mode_from_argument_and_environment(monkeypatch):
@@ -25,14 +25,22 @@ def test_default_mode_follows_the_device(monkeypatch):
 
 def test_unknown_mode_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("NIN_MODE", "fast")
-    with pytest.raises(ValueError, match="Unknown NiN mode 'fast'.*quick, full"):
+    with pytest.raises(ValueError, match="Unknown NiN mode 'fast'.*smoke, quick, full"):
         get_mode()
 
 
 def test_modes_describe_themselves():
-    assert "quick mode" in MODES["quick"].describe()
-    assert "all 60,000 training" in MODES["full"].describe()
-    assert MODES["quick"].resolution >= 67  # the smallest input NiN accepts
+    assert MODES["smoke"].describe() == ("smoke mode: 4,000 training images, 1 epoch at 67 px; "
+                                         "tested on 1,000")
+    assert "all 60,000 training images" in MODES["full"].describe()
+
+
+def test_modes_differ_only_in_budget():
+    for mode in MODES.values():
+        assert type(mode.main) is type(mode.short) is Budget
+        for budget in (mode.main, mode.short):
+            assert budget.resolution >= NiN().min_resolution
+            assert budget.epochs >= 1
 
 
 def test_seed_everything_repeats_random_draws():

@@ -57,8 +57,8 @@ def nin_fc_head():
     return nn.Sequential(nin.features, nin.classifier[:2], nn.Flatten(), nn.Linear(10 * 5 * 5, 10))
 
 
-def activation_memory(model, batch_size, input_size, per_image=False):
-    table = layer_table(model, input_size)
+def activation_memory(model, batch_size, resolution, per_image=False):
+    table = layer_table(model, resolution)
     sizes = [math.prod(table.input_shape)] + [math.prod(row.output_shape) for row in table.rows]
     scale = 4 * (1 if per_image else batch_size)
     return scale * sum(sizes[1:]), scale * max(a + b for a, b in zip(sizes, sizes[1:]))
@@ -137,7 +137,7 @@ def test_3x3_instead_of_1x1(capsys):
 def test_fc_head(capsys):
     verdict(capsys, check_fc_head(nin_fc_head), "✅", "1,994,676", "96-px images fail")
     verdict(capsys, check_fc_head(NiN), "❌", "1,992,166")
-    verdict(capsys, check_fc_head(lambda: NiN(head="fc", input_size=224)), "❌", "parameters")
+    verdict(capsys, check_fc_head(lambda: NiN(head="fc", resolution=224)), "❌", "parameters")
 
 
 def test_memory(capsys):

@@ -4,8 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from nin_utils import (NiN, conv_output_size, count_flops, count_params, layer_table, nin_block, output_side,
-                       params_by_layer, smallest_input_size)
+import doctest
+
+import nin_utils
+from nin_utils import (NiN, conv_output_size, d2l_nin, count_flops, count_params, layer_table, nin_block, output_side,
+                       params_by_layer, smallest_resolution)
 
 # (in, out, kernel) of every conv in d2l's NiN, written out independently of models.py.
 BLOCKS = [(1, 96, 11), (96, 256, 5), (256, 384, 3), (384, 10, 3)]
@@ -31,7 +34,7 @@ def expected_sides(n):
 def test_parameter_counts_match_the_published_numbers_and_an_independent_sum():
     assert count_params(NiN()) == expected_params(2) == 1_992_166
     assert count_params(NiN(num_1x1=1)) == expected_params(1) == 1_769_112
-    assert count_params(NiN(init="xavier", final_relu=True, zero_init_last=False)) == 1_992_166
+    assert count_params(d2l_nin()) == 1_992_166
 
 
 def test_params_by_layer_lists_every_conv():
@@ -64,8 +67,8 @@ def test_flops_agree_between_flopcounter_table_and_formula(size, gflops):
     assert round(2 * macs / 1e9, 2) == gflops
 
 
-def test_fc_head_parameters_and_fixed_input_size():
-    model = NiN(head="fc", input_size=224, fc_hidden=4096)
+def test_fc_head_parameters_and_fixed_resolution():
+    model = NiN(head="fc", resolution=224)
     backbone = expected_params(2) - (conv_params(384, 10, 3) + 2 * conv_params(10, 10, 1))
     head = (384 * 5 * 5 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 10 + 10)
     assert count_params(model) == backbone + head
@@ -76,17 +79,17 @@ def test_fc_head_parameters_and_fixed_input_size():
 
 def test_gap_head_accepts_any_size_from_the_minimum():
     model = NiN()
-    assert model.min_input_size == 67
+    assert model.min_resolution == 67
     for size in (67, 100, 224, 300):
         assert model(torch.randn(1, 1, size, size)).shape == (1, 10)
 
 
-def test_smallest_input_size_of_any_conv_pool_stack():
+def test_smallest_resolution_of_any_conv_pool_stack():
     # 5x5 conv: n - 4; then a 2x2 pool, stride 2, needs at least 2: so n >= 6.
     stack = nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), nn.MaxPool2d(2))
     assert [output_side(stack, n) for n in (5, 6, 9, 10)] == [0, 1, 2, 3]
-    assert smallest_input_size(stack) == 6
-    assert smallest_input_size(NiN().features) == NiN().min_input_size == 67
+    assert smallest_resolution(stack) == 6
+    assert smallest_resolution(NiN().features) == NiN().min_resolution == 67
 
 
 def test_too_small_input_is_a_clear_error():
@@ -116,7 +119,7 @@ def test_zero_initialised_logits_give_a_uniform_guess():
     model = NiN().eval()
     logits = model(torch.randn(4, 1, 96, 96))
     assert torch.equal(logits, torch.zeros(4, 10))
-    d2l = NiN(init="xavier", final_relu=True, zero_init_last=False).eval()
+    d2l = d2l_nin().eval()
     assert (d2l(torch.randn(4, 1, 96, 96)) >= 0).all()  # ReLU before GAP: logits never negative
 
 
@@ -128,7 +131,7 @@ def test_invalid_options_are_clear_errors():
     with pytest.raises(ValueError, match="Unknown init"):
         NiN(init="orthogonal")
     with pytest.raises(ValueError, match="below the smallest"):
-        NiN(head="fc", input_size=50)
+        NiN(head="fc", resolution=50)
 
 
 def test_kaiming_init_keeps_activation_scale_where_xavier_shrinks_it():
@@ -136,3 +139,19 @@ def test_kaiming_init_keeps_activation_scale_where_xavier_shrinks_it():
     rms = {init: NiN(init=init, zero_init_last=False).features(x).pow(2).mean().sqrt().item()
            for init in ("kaiming", "xavier")}
     assert rms["kaiming"] > 4 * rms["xavier"]
+
+
+def test_d2l_nin_is_d2ls_network():
+    d2l = d2l_nin()
+    head_block = d2l.classifier[1]
+    assert isinstance(head_block[-1], nn.ReLU)  # a ReLU before GAP
+    assert head_block[-2].weight.abs().sum() > 0  # a random, not zeroed, logit layer
+    conv = d2l.features[0][0]
+    bound = math.sqrt(6 / (conv.in_channels * 121 + conv.out_channels * 121))  # Xavier-uniform's bound
+    assert conv.weight.abs().max() <= bound and conv.weight.abs().max() > 0.9 * bound
+
+
+@pytest.mark.parametrize("module", ["models", "counting"])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(getattr(nin_utils, module), raise_on_error=False)
+    assert result.attempted > 0 and result.failed == 0, result
