@@ -5,7 +5,7 @@ from .config import MODES, Budget, Mode, get_device, get_mode, seed_everything
 from .counting import (LayerTable, conv_output_size, count_flops, count_params, layer_table,
                        output_side, params_by_layer, smallest_resolution)
 from .data import (CHANCE_LOSS, FASHION_CLASSES, DataNotFoundError, FashionMNISTData,
-                   load_fashion_mnist, to_model_input)
+                   fashion_mnist_root, load_fashion_mnist, to_model_input)
 from .models import NiN, class_maps, d2l_nin, nin_block
 from .plotting import LivePlot, overlay_maps, plot_confusion, plot_history, show_images, show_maps
 from .training import (EpochStats, PlateauWarning, Recipe, evaluate, fit, predictions,
@@ -16,7 +16,8 @@ __all__ = [
     "MODES", "Budget", "Mode", "get_device", "get_mode", "seed_everything",
     "LayerTable", "conv_output_size", "count_flops", "count_params", "layer_table", "output_side",
     "params_by_layer", "smallest_resolution",
-    "CHANCE_LOSS", "FASHION_CLASSES", "DataNotFoundError", "FashionMNISTData", "load_fashion_mnist",
+    "CHANCE_LOSS", "FASHION_CLASSES", "DataNotFoundError", "FashionMNISTData", "fashion_mnist_root",
+    "load_fashion_mnist",
     "to_model_input",
     "NiN", "class_maps", "d2l_nin", "nin_block",
     "LivePlot", "overlay_maps", "plot_confusion", "plot_history", "show_images", "show_maps",

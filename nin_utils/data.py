@@ -117,20 +117,8 @@ def load_fashion_mnist(*, device: torch.device | str | None = None, train_subset
         if count is not None and not 1 <= count <= size:
             raise ValueError(f"{name}={count} is out of range: Fashion-MNIST has {size:,} images "
                              f"in that split, so use 1 to {size:,} (or leave it unset for all of them).")
-    root = Path(cache_dir or Path.home() / ".cache" / "nin_utils")
-    found = _place_local_copy(root / "FashionMNIST" / "raw")
-    try:
-        train = torchvision.datasets.FashionMNIST(root, train=True, download=download and not found)
-        test = torchvision.datasets.FashionMNIST(root, train=False, download=download and not found)
-    except Exception as error:  # torchvision raises RuntimeError, URLError, OSError...
-        searched = [p for p in (os.environ.get("NIN_DATA_DIR"), SYSTEM_DATA_DIR) if p]
-        how = "the download failed" if download else "download=False"
-        raise DataNotFoundError(
-            f"Fashion-MNIST is not on this machine (looked in {', '.join(map(str, searched))} "
-            f"and {root}) and {how} ({type(error).__name__}: {error}). Fix it one of two ways:\n"
-            f"  * on Debian/Ubuntu: apt-get install dataset-fashion-mnist\n"
-            f"  * or set NIN_DATA_DIR to a folder with the four files "
-            f"{', '.join(f + '.gz' for f in RAW_FILES)}") from error
+    train, test = (torchvision.datasets.FashionMNIST(fashion_mnist_root(cache_dir, download), train=split)
+                   for split in (True, False))
     device = torch.device(device) if device is not None else get_device()
     generator = torch.Generator().manual_seed(seed)
 
@@ -143,6 +131,31 @@ def load_fashion_mnist(*, device: torch.device | str | None = None, train_subset
         return images.to(device), labels.to(device)
 
     return FashionMNISTData(*take(train, train_subset), *take(test, test_subset))
+
+
+def fashion_mnist_root(cache_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """The folder to pass as ``root`` to ``torchvision.datasets.FashionMNIST``, with the data in it.
+
+    Places a local copy (``$NIN_DATA_DIR``, then Debian's) in torchvision's
+    ``FashionMNIST/raw/`` layout under ``cache_dir`` (default ``~/.cache/nin_utils``),
+    else lets torchvision download it there. Raises ``DataNotFoundError`` naming
+    the fixes when neither works.
+    """
+    root = Path(cache_dir or Path.home() / ".cache" / "nin_utils")
+    if _place_local_copy(root / "FashionMNIST" / "raw"):
+        return root
+    try:
+        torchvision.datasets.FashionMNIST(root, download=download)
+    except Exception as error:  # torchvision raises RuntimeError, URLError, OSError...
+        searched = [p for p in (os.environ.get("NIN_DATA_DIR"), SYSTEM_DATA_DIR) if p]
+        how = "the download failed" if download else "download=False"
+        raise DataNotFoundError(
+            f"Fashion-MNIST is not on this machine (looked in {', '.join(map(str, searched))} "
+            f"and {root}) and {how} ({type(error).__name__}: {error}). Fix it one of two ways:\n"
+            f"  * on Debian/Ubuntu: apt-get install dataset-fashion-mnist\n"
+            f"  * or set NIN_DATA_DIR to a folder with the four files "
+            f"{', '.join(f + '.gz' for f in RAW_FILES)}") from error
+    return root
 
 
 def _place_local_copy(raw_dir: Path) -> bool:

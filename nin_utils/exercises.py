@@ -35,14 +35,14 @@ D2L_NIN_CONFIG: list[BlockSpec] = [(96, 11, 4, 0), (256, 5, 1, 2), (384, 3, 1, 1
 DEEPER_CONFIG: list[BlockSpec] = [*D2L_NIN_CONFIG, (512, 3, 1, 1)]  # exercise 8's second case
 
 # Exercise 6's cases: (model builder, batch size, resolution); the second catches hard-coded numbers.
-MEMORY_CASES = {"nin-128-224": (NiN, 128, 224), "nin1-8-96": (lambda: NiN(num_1x1=1), 8, 96)}
+MEMORY_CASES = {"nin-128-224": (NiN, 128, 224), "rgb-8-96": (lambda: NiN(in_channels=3), 8, 96)}
 
 # SHA-256 digests (first 16 hex digits) of ``repr(answer)``.
 ANSWER_DIGESTS = {
     "one_1x1_params": "611e77573f8f329a",
     "3x3_params": "b1c74715a460e720",
     "memory/nin-128-224": "bec9c45ad3b7dcba",
-    "memory/nin1-8-96": "506aa70da67f4f25",
+    "memory/rgb-8-96": "a392800040482d34",
     "deeper_params": "ee1c901373ff5b93",
 }
 
@@ -182,8 +182,9 @@ def check_counting(count_by_hand: Callable[[], dict[str, int]]) -> str:
                    "as c_out * (c_in * k * k + 1).",
         count_params(NiN(in_channels=3)): "That is for 3 input channels: Fashion-MNIST is grayscale (1).",
         params - sum(conv.out_channels for conv in _convs(NiN())): "You left out the biases: one per output channel.",
-        count_params(NiN(num_1x1=1)): "That counts one 1x1 conv per block; NiN has two.",
     }
+    _expect(not _is_answer(answer["params"], "one_1x1_params"),
+            "That counts one 1x1 conv per block; NiN has two.")
     _expect(answer["params"] == params, params_mistakes.get(answer["params"],
             f"params = {answer['params']:,}; expected {params:,}. Per conv: c_out * (c_in * k * k + 1); "
             f"12 convs: (1->96, 11), (96->256, 5), (256->384, 3), (384->10, 3), each followed "

@@ -1,6 +1,7 @@
 import gzip
 import shutil
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,7 +9,11 @@ import torchvision
 
 import nin_utils.data as data_module
 from nin_utils import FASHION_CLASSES, DataNotFoundError, load_fashion_mnist
-from nin_utils.data import FASHION_MEAN, FASHION_STD, RAW_FILES, SYSTEM_DATA_DIR
+from nin_utils.data import FASHION_MEAN, FASHION_STD, RAW_FILES
+
+# Where load_fashion_mnist keeps torchvision's uncompressed copy, wherever the data came from
+# (Debian's package, NIN_DATA_DIR or a download).
+CACHED_RAW = Path.home() / ".cache" / "nin_utils" / "FashionMNIST" / "raw"
 
 
 def test_real_dataset_sizes_and_balance(fashion):
@@ -33,15 +38,15 @@ def test_batches_are_resized_normalised_and_cover_the_split(fashion):
     assert x.shape == (512, 1, 96, 96) and x.dtype == torch.float32 and y.shape == (512,)
     assert batches[-1][0].shape[0] == 10_000 - 19 * 512
     assert torch.equal(torch.cat([b[1] for b in batches]), fashion.test_labels)
-    whole = torch.cat([b[0] for b in fashion.batches("test", 2_000, resolution=28)])
+    whole = torch.cat([b[0] for b in fashion.batches("test", 2_000, 28)])
     assert whole.mean().item() == pytest.approx(0, abs=0.05)
     assert whole.std().item() == pytest.approx(1, abs=0.05)
-    raw = next(fashion.batches("test", 4, normalize=False))[0]
+    raw = next(fashion.batches("test", 4, 28, normalize=False))[0]
     assert raw.min() >= 0 and raw.max() <= 1
 
 
 def test_shuffle_is_a_seeded_permutation(fashion):
-    labels = lambda seed: torch.cat([y for _, y in fashion.batches("test", 1_000, shuffle_seed=seed)])
+    labels = lambda seed: torch.cat([y for _, y in fashion.batches("test", 1_000, 28, shuffle_seed=seed)])
     assert torch.equal(labels(1), labels(1))
     assert not torch.equal(labels(1), labels(2))
     assert torch.equal(labels(1).sort().values, fashion.test_labels.sort().values)
@@ -56,15 +61,15 @@ def test_subsets_are_seeded_and_sized():
     assert not torch.equal(a.train_images, c.train_images)
 
 
-def test_nin_data_dir_is_used_before_the_system_copy(tmp_path, monkeypatch):
+def test_nin_data_dir_is_used_before_the_system_copy(fashion, tmp_path, monkeypatch):
     source = tmp_path / "mine"
     source.mkdir()
     for name in RAW_FILES:  # one compressed, the others plain: both are accepted
         if name.startswith("train-images"):
-            shutil.copy(SYSTEM_DATA_DIR / (name + ".gz"), source / (name + ".gz"))
-        else:
-            with gzip.open(SYSTEM_DATA_DIR / (name + ".gz")) as src, open(source / name, "wb") as dst:
+            with open(CACHED_RAW / name, "rb") as src, gzip.open(source / (name + ".gz"), "wb") as dst:
                 shutil.copyfileobj(src, dst)
+        else:
+            shutil.copy(CACHED_RAW / name, source / name)
     monkeypatch.setenv("NIN_DATA_DIR", str(source))
     monkeypatch.setattr(data_module, "SYSTEM_DATA_DIR", tmp_path / "absent")
     loaded = load_fashion_mnist(device="cpu", cache_dir=tmp_path / "cache", download=False)
@@ -93,6 +98,23 @@ def test_failed_download_offline_names_both_fixes(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", offline)
     with pytest.raises(DataNotFoundError, match="(?s)download failed.*URLError.*dataset-fashion-mnist"):
         load_fashion_mnist(cache_dir=tmp_path / "cache", download=True)
+
+
+def test_a_nin_data_dir_without_the_files_is_an_error_not_a_fallback(tmp_path, monkeypatch):
+    monkeypatch.setenv("NIN_DATA_DIR", str(tmp_path / "nonexistent"))
+    with pytest.raises(DataNotFoundError, match="NIN_DATA_DIR=.*nonexistent does not hold Fashion-MNIST "
+                                                "\\(missing train-images-idx3-ubyte"):
+        load_fashion_mnist(device="cpu", train_subset=10)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"train_subset": 0}, "train_subset=0 is out of range: Fashion-MNIST has 60,000"),
+    ({"train_subset": 60_001}, "train_subset=60001 is out of range"),
+    ({"test_subset": 10_001}, "test_subset=10001 is out of range: Fashion-MNIST has 10,000"),
+])
+def test_subsets_beyond_the_data_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        load_fashion_mnist(device="cpu", **kwargs)
 
 
 def test_unknown_split_is_a_clear_error(fashion):

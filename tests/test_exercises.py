@@ -1,13 +1,16 @@
 """The chapter 5 checkers: accept a reference solution, reject known-wrong answers, never raise."""
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from torch import nn
 
-from nin_utils import NiN, layer_table, load_fashion_mnist, nin_block
-from nin_utils.exercises import (D2L_NIN_CONFIG, check_3x3_instead_of_1x1, check_counting,
+from nin_utils import NiN, Recipe, count_params, layer_table, load_fashion_mnist, nin_block
+from nin_utils import exercises
+from nin_utils.exercises import (ANSWER_DIGESTS, D2L_NIN_CONFIG, DEEPER_CONFIG, MEMORY_CASES,
+                                 answer_digest, check_3x3_instead_of_1x1, check_counting,
                                  check_drop_one_1x1, check_fc_head, check_make_nin, check_memory,
                                  check_one_step_head, check_tuning)
 
@@ -73,12 +76,12 @@ def make_nin(config, pool=True):
 
 
 def fake_train(accuracy):
-    """A stand-in for the notebook's training function: records its kwargs, returns one epoch.
+    """A stand-in for the notebook's training function: records its recipe, returns one epoch.
 
     The checker reads only ``history[-1].test_acc``, so the epoch is a plain namespace.
     """
-    def train(kwargs):
-        train.calls.append(kwargs)
+    def train(recipe):
+        train.calls.append(recipe)
         return [SimpleNamespace(test_acc=accuracy)]
     train.calls = []
     return train
@@ -148,34 +151,58 @@ def test_memory(capsys):
     verdict(capsys, check_memory(lambda m, b, s: 5), "❌", "tuple")
 
 
-def test_memory_accepts_one_percent_off(capsys):
-    slightly_off = lambda m, b, s: tuple(int(v * 1.005) for v in activation_memory(m, b, s))
-    verdict(capsys, check_memory(slightly_off), "✅")
+def test_memory_names_the_usual_slips(capsys):
+    values = lambda m, b, s: tuple(v // 4 for v in activation_memory(m, b, s))
+    verdict(capsys, check_memory(values), "❌", "counts values, not bytes")
+    off_by_one = lambda m, b, s: tuple(v + 1 for v in activation_memory(m, b, s))
+    verdict(capsys, check_memory(off_by_one), "❌", "is not right")
 
 
-def test_tuning_validates_keys_before_training(capsys):
+def test_tuning_validates_fields_before_training(capsys):
     train = fake_train(0.9)
     verdict(capsys, check_tuning(lambda: {"lr": 3e-3, "batch_size": 16}, train, 0.5), "✅", "+0.400")
-    verdict(capsys, check_tuning(lambda: {"learning_rate": 3e-3}, train, 0.5), "❌", "learning_rate")
-    verdict(capsys, check_tuning(lambda: {"epochs": 20}, train, 0.5), "❌", "fixed budget")
+    verdict(capsys, check_tuning(lambda: {"learning_rate": 3e-3}, train, 0.5), "❌", "learning_rate",
+            "not fields of Recipe")
+    verdict(capsys, check_tuning(lambda: {"epochs": 20}, train, 0.5), "❌", "budget")
+    verdict(capsys, check_tuning(lambda: {"optimizer": "adam"}, train, 0.5), "❌", "optimizer='adam' is invalid")
     verdict(capsys, check_tuning(dict, train, 0.5), "❌", "non-empty")
-    assert train.calls == [{"lr": 3e-3, "batch_size": 16}]  # rejected answers never trained
+    assert train.calls == [Recipe(lr=3e-3, batch_size=16)]  # rejected answers never trained
 
 
-def test_tuning_rejects_an_answer_that_does_not_beat_the_baseline(capsys):
+def test_tuning_must_beat_the_baseline_by_the_margin(capsys):
     verdict(capsys, check_tuning(lambda: {"lr": 1e-5}, fake_train(0.51), 0.5), "❌", "at least 0.520")
-    verdict(capsys, check_tuning(lambda: {"lr": 1e-5}, fake_train(0.51), 0.5, margin=0.0), "✅")
+    verdict(capsys, check_tuning(lambda: {"lr": 1e-5}, fake_train(0.53), 0.5), "✅", "+0.030")
+    verdict(capsys, check_tuning(lambda: {"lr": 1e-5}, fake_train(0.55), 0.5, margin=0.1), "❌", "0.600")
 
 
 def test_tuning_with_real_training_for_a_few_steps(capsys):
     from nin_utils import fit, seed_everything
     data = load_fashion_mnist(device="cpu", train_subset=64, test_subset=64)
 
-    def train(kwargs):
+    def train(recipe):
         seed_everything(0)
-        return fit(NiN(num_1x1=0), data, epochs=1, resolution=67, progress=False, **kwargs)
-    verdict(capsys, check_tuning(lambda: {"batch_size": 32, "lr": 3e-3}, train, 0.0, margin=0.0), "✅")
-    verdict(capsys, check_tuning(lambda: {"optimizer": "adam"}, train, 0.0), "❌", "Unknown optimizer")
+        return fit(NiN(num_1x1=0), data, recipe, epochs=1, resolution=67, progress=False)
+    baseline = train(Recipe())[-1].test_acc
+    verdict(capsys, check_tuning(lambda: {"batch_size": 8, "lr": 3e-3}, train, baseline, margin=-1.0), "✅")
+
+
+# ----------------------------------------------------------------- the package holds no answer key
+
+def test_answer_digests_match_the_reference_solutions():
+    assert ANSWER_DIGESTS["one_1x1_params"] == answer_digest(count_params(NiN(num_1x1=1)))
+    assert ANSWER_DIGESTS["3x3_params"] == answer_digest(count_params(nin_3x3()))
+    assert ANSWER_DIGESTS["deeper_params"] == answer_digest(count_params(make_nin(DEEPER_CONFIG)))
+    for key, (build, batch, resolution) in MEMORY_CASES.items():
+        assert ANSWER_DIGESTS[f"memory/{key}"] == answer_digest(activation_memory(build(), batch, resolution))
+
+
+def test_the_installed_checkers_do_not_contain_the_answers():
+    source = Path(exercises.__file__).read_text()
+    answers = [count_params(NiN(num_1x1=1)), count_params(nin_3x3()), count_params(make_nin(DEEPER_CONFIG)),
+               *(v for build, b, r in MEMORY_CASES.values() for v in activation_memory(build(), b, r))]
+    for answer in answers:
+        assert str(answer) not in source and f"{answer:,}" not in source and f"{answer:_}" not in source
+    assert "num_1x1=1" not in source  # exercise 1's solution
 
 
 def test_make_nin(capsys):
