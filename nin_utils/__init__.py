@@ -7,7 +7,9 @@ from .counting import (LayerTable, conv_output_size, count_flops, count_params, 
 from .data import (CHANCE_LOSS, FASHION_CLASSES, DataNotFoundError, FashionMNISTData,
                    fashion_mnist_root, load_fashion_mnist, to_model_input)
 from .models import NiN, class_maps, d2l_nin, nin_block
-from .plotting import LivePlot, overlay_maps, plot_confusion, plot_history, show_images, show_maps
+from .evidence import load_evidence
+from .plotting import (LivePlot, draw_architecture, overlay_maps, plot_confusion, plot_history,
+                       plot_seed_spread, show_images, show_maps)
 from .training import (EpochStats, PlateauWarning, Recipe, evaluate, fit, predictions,
                        train_step)
 
@@ -20,6 +22,8 @@ __all__ = [
     "load_fashion_mnist",
     "to_model_input",
     "NiN", "class_maps", "d2l_nin", "nin_block",
-    "LivePlot", "overlay_maps", "plot_confusion", "plot_history", "show_images", "show_maps",
+    "load_evidence",
+    "LivePlot", "draw_architecture", "overlay_maps", "plot_confusion", "plot_history", "plot_seed_spread",
+    "show_images", "show_maps",
     "EpochStats", "PlateauWarning", "Recipe", "evaluate", "fit", "predictions", "train_step",
 ]

@@ -1,7 +1,9 @@
-"""Figures for the notebooks: training curves (also live), image grids, channel maps."""
+"""Figures for the notebooks: training curves (also live), seed spreads, image grids, channel
+maps, class maps, and NiN's architecture."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -9,6 +11,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
+from .counting import layer_table
 from .data import CHANCE_LOSS, FASHION_CLASSES
 
 if TYPE_CHECKING:  # for annotations only: plotting depends on no training code
@@ -120,20 +123,89 @@ def show_maps(maps: torch.Tensor, titles: Sequence[str] | None = None, ncols: in
 
 def overlay_maps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str] | None = None,
                  alpha: float = 0.5, scale: float = 1.6) -> Figure:
-    """Class maps as heat over their images, one panel each.
+    """Class maps as heat over their images, one panel each, on one shared colour scale.
 
-    ``images`` is ``(N, 1, H, W)`` (model input), ``maps`` is ``(N, h, w)``: each map
-    is upsampled bilinearly to ``H x W`` so coarse evidence lands where it came from.
+    ``images`` is ``(N, 1, H, W)`` (model input), ``maps`` is ``(N, h, w)``: each map is
+    upsampled bilinearly to ``H x W`` so coarse evidence lands where it came from. All
+    panels share one colour scale (the colour bar gives the logit values), so a flat
+    map looks flat instead of being stretched to full contrast.
     """
     images = images.detach().float().cpu()
     heat = torch.nn.functional.interpolate(maps.detach().float().cpu()[:, None], size=images.shape[-2:],
                                            mode="bilinear", align_corners=False)
-    fig, axes = plt.subplots(1, len(images), figsize=(len(images) * scale, scale * 1.15), squeeze=False)
+    low, high = heat.min().item(), heat.max().item()
+    fig, axes = plt.subplots(1, len(images), figsize=(len(images) * scale + 0.8, scale * 1.15), squeeze=False,
+                             layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.imshow(images[i, 0].numpy(), cmap="gray_r")
-        ax.imshow(heat[i, 0].numpy(), cmap="jet", alpha=alpha)
+        shown = ax.imshow(heat[i, 0].numpy(), cmap="jet", alpha=alpha, vmin=low, vmax=high)
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
         ax.axis("off")
-    fig.tight_layout()
+    fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="class score (logit)")
+    return fig
+
+
+def plot_seed_spread(results: dict[str, list[float]], title: str = "", ylabel: str = "test accuracy") -> Figure:
+    """One row per variant: every seed's value as a dot, the mean ± standard deviation as a bar.
+
+    Two variants differ only where their bars do not overlap; overlapping bars mean
+    the seeds cannot tell them apart at that budget.
+    """
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(results) + 1.2), layout="constrained")
+    for row, (label, values) in enumerate(results.items()):
+        values_t = torch.tensor(values, dtype=torch.float64)
+        mean = values_t.mean().item()
+        sd = values_t.std().item() if len(values) > 1 else 0.0
+        ax.errorbar(mean, row, xerr=sd, fmt="s", color="C0", capsize=4, ms=6, zorder=2)
+        ax.plot(values, [row] * len(values), "o", color="C1", alpha=0.7, ms=4, zorder=3)
+    ax.set_yticks(range(len(results)), list(results))
+    ax.invert_yaxis()
+    ax.set(xlabel=f"{ylabel} (dots: seeds; square and bar: mean ± sd)", title=title)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def draw_architecture(model: torch.nn.Module, resolution: int, title: str = "") -> Figure:
+    """A diagram of ``model``'s layers at ``resolution`` px: one box per conv or pooling layer,
+    its height growing with the map side and its width with the channels, the output shape
+    below it; a bracket marks each NiN (mlpconv) block: a k x k conv and its 1 x 1 convs."""
+    table = layer_table(model, resolution)
+    colours = {"conv": "tab:blue", "1x1": "tab:orange", "pool": "tab:green", "gap": "tab:red"}
+    boxes = [("input", table.input_shape, "lightgray")]
+    for row in table.rows:
+        if row.layer.startswith("Conv2d"):
+            kernel = row.layer.split(", ")[2].split(",")[0].rstrip(")")
+            boxes.append((row.layer.removeprefix("Conv2d"), row.output_shape,
+                          colours["1x1" if kernel == "1x1" else "conv"]))
+        elif row.layer.startswith("MaxPool2d"):
+            boxes.append(("max pool 3x3, s2", row.output_shape, colours["pool"]))
+        elif row.layer == "AdaptiveAvgPool2d":
+            boxes.append(("global avg pool", row.output_shape, colours["gap"]))
+    fig, ax = plt.subplots(figsize=(12, 3.8), layout="constrained")
+    x, block_start, blocks = 0.0, None, 0
+    for i, (label, shape, colour) in enumerate(boxes):
+        channels, side = shape[0], shape[-1] if len(shape) == 3 else 1
+        width = 0.15 + 0.08 * math.log2(channels)
+        height = 0.6 + 0.5 * math.log2(side)
+        ax.add_patch(plt.Rectangle((x, -height / 2), width, height, color=colour, alpha=0.85))
+        ax.text(x + width / 2, -height / 2 - 0.3, " x ".join(map(str, shape)), ha="center", va="top",
+                fontsize=7, rotation=90)
+        ax.text(x + width / 2, height / 2 + 0.2, label, ha="center", va="bottom", fontsize=7, rotation=90)
+        if colour == colours["conv"]:
+            block_start = x
+        last_of_block = i + 1 == len(boxes) or boxes[i + 1][2] != colours["1x1"]
+        if colour == colours["1x1"] and block_start is not None and last_of_block:
+            blocks += 1
+            ax.plot([block_start, x + width], [-7.0, -7.0], color="gray", lw=2)
+            ax.text((block_start + x + width) / 2, -7.2, f"NiN block {blocks}", ha="center", va="top", fontsize=8)
+            block_start = None
+        x += width + 0.35
+    for kind, colour in colours.items():
+        ax.plot([], [], "s", color=colour, label={"conv": "k x k conv + ReLU", "1x1": "1 x 1 conv + ReLU",
+                                                   "pool": "max pooling", "gap": "global average pooling"}[kind])
+    ax.legend(loc="upper right", fontsize=8, ncols=4, frameon=False)
+    ax.set(xlim=(-0.3, x), ylim=(-8.2, 8.5), title=title or f"NiN at {resolution} x {resolution} px "
+           f"(box height ~ log(side), width ~ log(channels))")
+    ax.axis("off")
     return fig

@@ -23,6 +23,7 @@ import ast
 import hashlib
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -77,17 +78,17 @@ def _exported_by() -> dict[str, str]:
 def modules_used(notebook: nbformat.NotebookNode) -> set[str]:
     """The nin_utils modules a notebook's code imports, followed through their own imports."""
     exported = _exported_by()
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
     todo = set()
-    for cell in notebook.cells:
-        if cell.cell_type != "code":
-            continue
-        for module, names in _imports(cell.source):
-            own = _package_module(module) if module.startswith("nin_utils") else None
-            if own == "__init__":  # `from nin_utils import fit`: the module defining each name
-                todo |= {exported.get(name, "__init__") for name in names} if names else {"__init__"}
-            elif own:
-                todo.add(own)
-    if "__init__" in todo:  # `import nin_utils` alone: it may touch anything
+    for module, names in _imports(code):
+        own = _package_module(module) if module.startswith("nin_utils") else None
+        if own == "__init__" and not names:  # `import nin_utils`: what its attributes name
+            names = re.findall(r"\bnin_utils\.(\w+)", code)
+        if own == "__init__":  # `from nin_utils import fit`: the module defining each name
+            todo |= {exported.get(name, name) for name in names}
+        elif own:
+            todo.add(own)
+    if any(not (PACKAGE / f"{module}.py").is_file() for module in todo):  # unresolved: may touch anything
         todo |= {p.stem for p in PACKAGE.glob("*.py")}
     used: set[str] = set()
     while todo:
