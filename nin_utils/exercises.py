@@ -44,6 +44,7 @@ ANSWER_DIGESTS = {
     "memory/nin-128-224": "bec9c45ad3b7dcba",
     "memory/rgb-8-96": "a392800040482d34",
     "deeper_params": "ee1c901373ff5b93",
+    "wide_head_64": "a230d3b7e60f62b7",
 }
 
 
@@ -89,11 +90,6 @@ def _checker(check: Callable[..., str]) -> Callable[..., bool]:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _conv_params(c_in: int, c_out: int, kernel: int) -> int:
-    """Parameters of a ``kernel x kernel`` conv: weights plus one bias per output channel."""
-    return c_out * (c_in * kernel * kernel + 1)
-
 
 def _convs(model: nn.Module) -> list[nn.Conv2d]:
     return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
@@ -167,62 +163,67 @@ def check_drop_one_1x1(build_nin_one_1x1: Callable[[], nn.Module]) -> str:
 
 # ----------------------------------------------------------------------------- exercise 2
 
+COUNTING_CASES = [(1, 224), (3, 96), (1, 67)]  # (in_channels, resolution): the first is d2l's setting
+
+
 @_checker
-def check_counting(count_by_hand: Callable[[], dict[str, int]]) -> str:
-    """Exercise 2: NiN's parameters and multiply-adds at 224 px, by formula."""
-    answer = count_by_hand()
-    _expect(isinstance(answer, dict) and {"params", "macs_224"} <= answer.keys(),
-            f"Return a dict with keys 'params' and 'macs_224'; got {answer!r}.")
-    _expect(all(isinstance(answer[key], numbers.Real) for key in ("params", "macs_224")),
-            f"Both values should be numbers; got {answer!r}.")
-    params, macs = count_params(NiN()), layer_table(NiN(), 224).total_macs
+def check_counting(count_by_hand: Callable[[int, int], dict[str, int]]) -> str:
+    """Exercise 2: NiN's parameters and multiply-adds for any input channels and resolution, by formula."""
+    for in_channels, resolution in COUNTING_CASES:
+        answer = count_by_hand(in_channels, resolution)
+        where = f"count_by_hand({in_channels}, {resolution})"
+        _expect(isinstance(answer, dict) and {"params", "macs"} <= answer.keys()
+                and all(isinstance(answer[key], numbers.Real) for key in ("params", "macs")),
+                f"{where} should return a dict with numbers under 'params' and 'macs'; got {answer!r}.")
+        net = NiN(in_channels=in_channels)
+        params, macs = count_params(net), layer_table(net, resolution).total_macs
+        params_slips = {
+            1_995_284: "That is a widely shared answer, but it is not NiN's count: recount every conv "
+                       "as c_out * (c_in * k * k + 1).",
+            params - sum(conv.out_channels for conv in _convs(net)): "You left out the biases: one per "
+                                                                    "output channel.",
+        }
+        _expect(not (in_channels == 1 and _is_answer(answer["params"], "one_1x1_params")),
+                "That counts one 1x1 conv per block; NiN has two.")
+        _expect(answer["params"] == params, params_slips.get(answer["params"],
+                f"{where}: {answer['params']:,} parameters is not right. Per conv: c_out * (c_in * k * k + 1); "
+                f"the first conv reads in_channels; every block ends with two 1x1 convs c -> c."))
+        macs_slips = {2 * macs: "That is FLOPs (2 per multiply-add). Return multiply-adds: half of it."}
+        _expect(answer["macs"] == macs, macs_slips.get(answer["macs"],
+                f"{where}: {answer['macs']:,} multiply-adds is not right. Per conv: c_out * H' * W' * "
+                f"c_in * k * k with H' x W' the conv's output size, which the floor formula gives stage "
+                f"by stage (pooling shrinks the maps between blocks). Pooling and ReLU add none."))
     flops = count_flops(NiN(), 224)
-    params_mistakes = {
-        1_995_284: "That is a widely shared answer, but it is not NiN's count: recount every conv "
-                   "as c_out * (c_in * k * k + 1).",
-        count_params(NiN(in_channels=3)): "That is for 3 input channels: Fashion-MNIST is grayscale (1).",
-        params - sum(conv.out_channels for conv in _convs(NiN())): "You left out the biases: one per output channel.",
-    }
-    _expect(not _is_answer(answer["params"], "one_1x1_params"),
-            "That counts one 1x1 conv per block; NiN has two.")
-    _expect(answer["params"] == params, params_mistakes.get(answer["params"],
-            f"params = {answer['params']:,}; expected {params:,}. Per conv: c_out * (c_in * k * k + 1); "
-            f"12 convs: (1->96, 11), (96->256, 5), (256->384, 3), (384->10, 3), each followed "
-            f"by two 1x1 convs c -> c."))
-    macs_mistakes = {
-        flops: "That is FLOPs (2 per multiply-add). Return multiply-adds: half of it.",
-        layer_table(NiN(in_channels=3), 224).total_macs: "That is for 3 input channels; NiN here has 1.",
-        layer_table(NiN(), 227).total_macs: "That is for 227-px inputs; use 224.",
-    }
-    _expect(answer["macs_224"] == macs, macs_mistakes.get(answer["macs_224"],
-            f"macs_224 = {answer['macs_224']:,}; expected {macs:,}. Per conv: "
-            f"c_out * H' * W' * c_in * k * k, with H' x W' the conv's output size "
-            f"(54, 26, 12, 5 for the four blocks; 1x1 convs have k = 1). Pooling and ReLU add none."))
-    return (f"{params:,} parameters and {macs:,} multiply-adds at 224 px. FlopCounterMode counts "
-            f"2 FLOPs per multiply-add: count_flops(NiN(), 224) = {flops:,} = 2 x {macs:,} "
-            f"= {flops / 1e9:.2f} GFLOPs.")
+    return (f"right for all {len(COUNTING_CASES)} cases. At 224 px, 1 channel: FlopCounterMode counts 2 FLOPs "
+            f"per multiply-add, so count_flops(NiN(), 224) = {flops:,} = {flops / 1e9:.2f} GFLOPs.")
 
 
 # ----------------------------------------------------------------------------- exercise 3
 
 @_checker
-def check_one_step_head(build_one_step_head: Callable[[], nn.Module]) -> str:
-    """Exercise 3: a head mapping (N, 384, 5, 5) to (N, 10) with one 1x1 conv and GAP."""
-    head = _module(build_one_step_head(), "build_one_step_head()")
+def check_wide_head(build_head: Callable[[int], nn.Module]) -> str:
+    """Exercise 3: NiN's last block with ``hidden`` channels inside its micro-network, then GAP."""
+    head = _module(build_head(10), "build_head(10)")
     convs = _convs(head)
-    _expect(len(convs) == 1, f"Your head has {len(convs)} convs; use exactly one: "
-            f"nn.Conv2d(384, 10, kernel_size=1), then global average pooling.")
-    conv = convs[0]
-    _expect((conv.in_channels, conv.out_channels, conv.kernel_size) == (384, 10, (1, 1)),
-            f"The conv is {conv}; it should map 384 channels to 10 with a 1x1 kernel.")
+    _expect(len(convs) == 3, f"build_head(10) has {len(convs)} convs; use three: a 3x3 conv "
+            f"384 -> hidden (padding 1), a 1x1 conv hidden -> hidden, a 1x1 conv hidden -> 10.")
+    _expect([conv.kernel_size for conv in convs] == [(3, 3), (1, 1), (1, 1)],
+            f"Kernel sizes {[conv.kernel_size for conv in convs]}; expected 3x3, 1x1, 1x1.")
     shape = _output_shape(head, 5, channels=384)
-    _expect(shape == (2, 10), f"(2, 384, 5, 5) gave shape {shape}; expected (2, 10): add "
-            f"nn.AdaptiveAvgPool2d(1) and nn.Flatten() after the conv.")
-    params, target = count_params(head), _conv_params(384, 10, 1)
-    _expect(params == target, f"{params:,} parameters; expected {target:,} = 10 * (384 + 1).")
+    _expect(shape == (2, 10), f"(2, 384, 5, 5) gave shape {shape}; expected (2, 10): end with "
+            f"nn.AdaptiveAvgPool2d(1) and nn.Flatten().")
     nin_head = count_params(NiN().classifier)
-    return (f"one 1x1 conv 384 -> 10 and GAP: (N, 384, 5, 5) -> (N, 10) with {params:,} parameters "
-            f"(NiN's head block has {nin_head:,} in 3 convs).")
+    _expect(count_params(head) == nin_head, f"build_head(10) has {count_params(head):,} parameters, "
+            f"not NiN's last block: with hidden = 10 it should be exactly that block.")
+    wide = _module(build_head(64), "build_head(64)")
+    _expect(_is_answer(count_params(wide), "wide_head_64"), f"build_head(64) has "
+            f"{count_params(wide):,} parameters, which is not right: read the hidden width from the "
+            f"argument in all three convs (the last one maps hidden -> 10).")
+    _expect(sum(isinstance(m, nn.ReLU) for m in head.modules()) == 2,
+            "Use two ReLUs, after the first two convs: no ReLU between the last conv and GAP "
+            "(chapter 4 explains why).")
+    return (f"hidden = 10 is NiN's last block ({nin_head:,} parameters); hidden = 64 has "
+            f"{count_params(wide):,}.")
 
 
 # ----------------------------------------------------------------------------- exercise 4

@@ -12,7 +12,7 @@ from nin_utils import exercises
 from nin_utils.exercises import (ANSWER_DIGESTS, D2L_NIN_CONFIG, DEEPER_CONFIG, MEMORY_CASES,
                                  answer_digest, check_3x3_instead_of_1x1, check_counting,
                                  check_drop_one_1x1, check_fc_head, check_make_nin, check_memory,
-                                 check_one_step_head, check_tuning)
+                                 check_wide_head, check_tuning)
 
 
 def verdict(capsys, result, mark, *phrases):
@@ -32,16 +32,22 @@ def stub(*args, **kwargs):
 
 # ----------------------------------------------------------------- reference solutions (small)
 
-def count_by_hand():
-    # (c_in, c_out, k, output side at 224 px) of each block's first conv; two 1x1 convs c -> c follow
-    blocks = [(1, 96, 11, 54), (96, 256, 5, 26), (256, 384, 3, 12), (384, 10, 3, 5)]
+def count_by_hand(in_channels, resolution, flops=False):
+    side = lambda n, k, s=1, p=0: (n + 2 * p - k) // s + 1
+    n1 = side(resolution, 11, 4)
+    n2 = side(n1, 3, 2)
+    n3 = side(n2, 3, 2)
+    n4 = side(n3, 3, 2)
+    blocks = [(in_channels, 96, 11, n1), (96, 256, 5, n2), (256, 384, 3, n3), (384, 10, 3, n4)]
     params = sum(c * (c_in * k * k + 1) + 2 * c * (c + 1) for c_in, c, k, _ in blocks)
-    macs = sum(side * side * c * (c_in * k * k + 2 * c) for c_in, c, k, side in blocks)
-    return {"params": params, "macs_224": macs}
+    macs = sum(n * n * c * (c_in * k * k + 2 * c) for c_in, c, k, n in blocks)
+    return {"params": params, "macs": macs * (2 if flops else 1)}
 
 
-def one_step_head():
-    return nn.Sequential(nn.Conv2d(384, 10, kernel_size=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+def wide_head(hidden, last_relu=False):
+    return nn.Sequential(nn.Conv2d(384, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, hidden, 1), nn.ReLU(),
+                         nn.Conv2d(hidden, 10, 1), *([nn.ReLU()] if last_relu else []), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten())
 
 
 def nin_3x3(padding=1):
@@ -89,7 +95,7 @@ def fake_train(accuracy):
 
 # ----------------------------------------------------------------- every checker, unfinished
 
-ALL = [(check_drop_one_1x1, ()), (check_counting, ()), (check_one_step_head, ()),
+ALL = [(check_drop_one_1x1, ()), (check_counting, ()), (check_wide_head, ()),
        (check_3x3_instead_of_1x1, ()), (check_fc_head, ()), (check_memory, ()),
        (check_tuning, (fake_train(0.9), 0.5)), (check_make_nin, ())]
 
@@ -116,19 +122,21 @@ def test_drop_one_1x1(capsys):
 
 
 def test_counting(capsys):
-    verdict(capsys, check_counting(count_by_hand), "✅", "1,992,166", "1,524,594,704", "1.52 GFLOPs")
-    flops = {"params": 1_992_166, "macs_224": 2 * count_by_hand()["macs_224"]}
-    verdict(capsys, check_counting(lambda: flops), "❌", "FLOPs")
-    verdict(capsys, check_counting(lambda: {"params": 1_995_284, "macs_224": 0}), "❌", "widely shared")
-    verdict(capsys, check_counting(lambda: {"params": 1_992_166, "macs_224": 12}), "❌", "762,297,352")
-    verdict(capsys, check_counting(lambda: 1_992_166), "❌", "'params'")
+    verdict(capsys, check_counting(count_by_hand), "✅", "3 cases", "1,524,594,704", "1.52 GFLOPs")
+    flops = lambda c, r: count_by_hand(c, r, flops=True)
+    verdict(capsys, check_counting(flops), "❌", "That is FLOPs")
+    verdict(capsys, check_counting(lambda c, r: {"params": 1_995_284, "macs": 0}), "❌", "widely shared")
+    only_224 = lambda c, r: count_by_hand(1, 224)  # hard-coded for d2l's setting
+    verdict(capsys, check_counting(only_224), "❌", "count_by_hand(3, 96)", "not right")
+    verdict(capsys, check_counting(lambda c, r: 1_992_166), "❌", "'params'")
 
 
-def test_one_step_head(capsys):
-    verdict(capsys, check_one_step_head(one_step_head), "✅", "3,850")
-    verdict(capsys, check_one_step_head(lambda: NiN().classifier), "❌", "3 convs")
-    no_gap = lambda: nn.Sequential(nn.Conv2d(384, 10, 1), nn.Flatten())
-    verdict(capsys, check_one_step_head(no_gap), "❌", "AdaptiveAvgPool2d")
+def test_wide_head(capsys):
+    verdict(capsys, check_wide_head(wide_head), "✅", "34,790", "226,058")
+    verdict(capsys, check_wide_head(lambda h: NiN().classifier[1:]), "❌", "build_head(64)")
+    verdict(capsys, check_wide_head(lambda h: wide_head(h, last_relu=True)), "❌", "two ReLUs")
+    one_step = lambda h: nn.Sequential(nn.Conv2d(384, 10, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    verdict(capsys, check_wide_head(one_step), "❌", "use three")
 
 
 def test_3x3_instead_of_1x1(capsys):
@@ -192,6 +200,7 @@ def test_answer_digests_match_the_reference_solutions():
     assert ANSWER_DIGESTS["one_1x1_params"] == answer_digest(count_params(NiN(num_1x1=1)))
     assert ANSWER_DIGESTS["3x3_params"] == answer_digest(count_params(nin_3x3()))
     assert ANSWER_DIGESTS["deeper_params"] == answer_digest(count_params(make_nin(DEEPER_CONFIG)))
+    assert ANSWER_DIGESTS["wide_head_64"] == answer_digest(count_params(wide_head(64)))
     for key, (build, batch, resolution) in MEMORY_CASES.items():
         assert ANSWER_DIGESTS[f"memory/{key}"] == answer_digest(activation_memory(build(), batch, resolution))
 
@@ -199,6 +208,7 @@ def test_answer_digests_match_the_reference_solutions():
 def test_the_installed_checkers_do_not_contain_the_answers():
     source = Path(exercises.__file__).read_text()
     answers = [count_params(NiN(num_1x1=1)), count_params(nin_3x3()), count_params(make_nin(DEEPER_CONFIG)),
+               count_params(wide_head(64)),
                *(v for build, b, r in MEMORY_CASES.values() for v in activation_memory(build(), b, r))]
     for answer in answers:
         assert str(answer) not in source and f"{answer:,}" not in source and f"{answer:_}" not in source
