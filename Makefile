@@ -1,11 +1,16 @@
 # One command each: `make train` (set up, then train NiN with the default mode),
 # `make test` (set up, then run every test), `make book` (set up, then build the book).
 # Each creates .venv on first use.
-VENV   := .venv
-PYTHON := $(VENV)/bin/python
-DATA   := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+DATA    := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+# Student notebooks that are not copies of the instructor's (those had solution cells removed).
+STUDENT_OWN := $(patsubst %,student/%,$(shell grep -l '"solution"' notebooks/*.ipynb))
+# The shipped network (nin_utils/weights): the course recipe, longer, on all 60,000 images.
+PRETRAINED_ARGS := --mode quick --epochs 15 --resolution 96 --seed 0
 
-.PHONY: setup data train test book student-book notebooks
+.PHONY: setup data train test book student-book notebooks pretrained release
 setup: $(VENV)/.installed data
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -24,13 +29,16 @@ data:
 train: setup
 	$(PYTHON) -m nin_utils.train
 
-# Unit tests, the book build, and nbval re-running every notebook (one notebook per worker).
+# Unit tests, both editions of the book, and nbval re-running every notebook on the smoke budget:
+# the instructor's and the student's own (the other student notebooks are byte copies, which a
+# test checks), one notebook per worker.
 # One torch thread per worker: two workers with two threads each on 2 cores thrash.
 # TQDM_MININTERVAL: nbval reads a cell's messages only after the cell ends, and ZMQ drops
 # messages past ~1000 queued (the final "idle" too), so long training cells with 10
 # progress-bar updates a second fail with "Timeout ... waiting for output".
 test: setup
-	OMP_NUM_THREADS=1 TQDM_MININTERVAL=10 $(PYTHON) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=900 tests notebooks
+	NIN_MODE=smoke OMP_NUM_THREADS=1 TQDM_MININTERVAL=10 $(PYTHON) -m pytest -n 2 --dist loadfile \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 tests notebooks $(STUDENT_OWN)
 
 book: setup
 	$(VENV)/bin/jupyter-book build --all . -W -n --keep-going
@@ -40,7 +48,18 @@ student-book: setup
 	$(PYTHON) tools/make_student.py
 	$(VENV)/bin/jupyter-book build --all student -W -n --keep-going
 
-# Re-execute every notebook and stamp it, then regenerate student/ (commit both); NIN_MODE=full on a GPU.
+# Re-execute every stale notebook (instructor, then student) and stamp it; commit the result.
+# NIN_MODE=full on a GPU.
 notebooks: setup
 	$(PYTHON) tools/execute_notebooks.py
-	$(PYTHON) tools/make_student.py
+
+# Train the shipped network again and write nin_utils/weights/ (about 30 minutes on 2 CPU cores).
+pretrained: setup
+	rm -f checkpoints/pretrained.pt
+	start=$$(date +%s); $(PYTHON) -m nin_utils.train $(PRETRAINED_ARGS) --checkpoint checkpoints/pretrained.pt \
+		&& $(PYTHON) tools/export_pretrained.py checkpoints/pretrained.pt --seconds $$(( $$(date +%s) - start )) \
+		--command "python -m nin_utils.train $(PRETRAINED_ARGS)"
+
+# Tag the release that the notebooks' setup cell installs in Colab (tools/setup_cell.py).
+release:
+	git tag v$(VERSION)

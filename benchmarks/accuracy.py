@@ -116,7 +116,8 @@ def main() -> None:
             "command": "python benchmarks/accuracy.py " + " ".join(map(shlex.quote, sys.argv[1:])),
             "machine": describe_machine(device), "date": datetime.date.today().isoformat(),
             "mode": mode.name, "budget": asdict(budget),
-            "variants": {name: {"net": net, "recipe": changes, "runs": runs[name]} for name, net, changes in variants},
+            "variants": {name: {"net": net, "recipe": asdict(make_recipe(changes)), "runs": runs[name]}
+                         for name, net, changes in variants},
         }, indent=1) + "\n")
         print(f"wrote {args.out}")
 

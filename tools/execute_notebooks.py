@@ -12,8 +12,11 @@ those modules read. A notebook is stale when that hash changed, so a change to
 ``plotting.py`` re-executes only the chapters that draw with it. ``tests/test_notebooks.py``
 recomputes the hash, so a change that was not re-executed fails CI.
 
-The instructor guide's table of run times is regenerated from the stamps (between the
-``run-times`` markers in ``book/instructors.md``).
+Then the student edition is regenerated (``tools/make_student.py``) and each student notebook
+that is a notebook of its own (its instructor version has solutions) is executed the same way
+when stale, so its outputs are what a student sees before solving anything. The instructor
+guide's table of run times is regenerated from the stamps (between the ``run-times`` markers
+in ``book/instructors.md``).
 """
 
 from __future__ import annotations
@@ -170,6 +173,13 @@ def guide_with_table(text: str) -> str:
     return f"{before}{TABLE_START}\n{run_time_table()}\n{TABLE_END}{after}"
 
 
+def student_notebooks() -> list[Path]:
+    """The student notebooks that are notebooks of their own (their instructor versions have solutions)."""
+    from tools.make_student import has_solutions
+    return [ROOT / "student" / "notebooks" / p.name for p in sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
+            if has_solutions(nbformat.read(p, as_version=4))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every stale notebook in notebooks/")
@@ -178,14 +188,18 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from nin_utils import get_mode
+    from tools.make_student import build
 
     mode = get_mode(args.mode).name
-    paths = args.notebooks or [p for p in sorted(NOTEBOOKS.glob("[0-9]*.ipynb")) if args.all or is_stale(p, mode)]
+    stale = lambda paths: [p for p in paths if args.all or is_stale(p, mode)]
+    paths = args.notebooks or stale(sorted(NOTEBOOKS.glob("[0-9]*.ipynb")))
     for path in paths:
         print(f"executing {path} in {mode} mode ...", flush=True)
         print(f"  {execute(Path(path), mode):.1f} s", flush=True)
-    if not paths:
-        print(f"every notebook is up to date for {mode} mode")
+    build(ROOT / "student")
+    for path in stale(student_notebooks()):
+        print(f"executing the student edition's {path.relative_to(ROOT)} in {mode} mode ...", flush=True)
+        print(f"  {execute(path, mode):.1f} s", flush=True)
     GUIDE.write_text(guide_with_table(GUIDE.read_text()))
 
 

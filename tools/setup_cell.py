@@ -49,9 +49,7 @@ def write(paths: list[Path]) -> None:
     for path in paths:
         notebook = nbformat.read(path, as_version=4)
         cell = nbformat.v4.new_code_cell(setup_cell(), metadata={"tags": TAGS})
-        first = notebook.cells[0]
-        if first.cell_type == "code" and "pip" in first.source:
-            cell.outputs, cell.execution_count = first.outputs, first.execution_count
+        if notebook.cells and notebook.cells[0].cell_type == "code":  # the setup cell: replace it
             notebook.cells[0] = cell
         else:
             notebook.cells.insert(0, cell)

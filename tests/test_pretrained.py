@@ -1,0 +1,43 @@
+"""The shipped network: it loads without training, scores what its card says, and refuses a bad file."""
+
+import hashlib
+
+import pytest
+import torch
+
+from nin_utils import CheckpointError, NiN, Recipe, evaluate
+from nin_utils.pretrained import WEIGHTS, load_pretrained, pretrained_card
+
+
+def test_the_card_records_how_the_weights_were_made():
+    card = pretrained_card()
+    assert card["command"].startswith("python -m nin_utils.train") and card["seconds"] > 0
+    assert {"seed", "resolution", "epochs", "recipe", "machine", "date"} <= card.keys()
+    assert card["sha256"] == hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
+    assert WEIGHTS.stat().st_size < 5_000_000  # float16: about 2 bytes per parameter
+
+
+def test_the_shipped_network_scores_its_stated_accuracy(fashion):
+    card = pretrained_card()
+    model = load_pretrained()
+    assert isinstance(model, NiN) and not model.training
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    float32 = Recipe(**{**card["recipe"], "autocast": False})
+    accuracy = evaluate(model, fashion, resolution=card["resolution"], recipe=float32)
+    assert len(fashion.test_labels) == 10_000
+    assert accuracy == pytest.approx(card["test_acc"], abs=0.002)
+    assert accuracy >= 0.92
+
+
+def test_a_damaged_weights_file_is_refused(tmp_path):
+    damaged = tmp_path / "weights.pt"
+    data = bytearray(WEIGHTS.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="damaged or were replaced: their SHA-256"):
+        load_pretrained(path=damaged)
+
+
+def test_a_missing_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="are missing: reinstall nin_utils, or run `make pretrained`"):
+        load_pretrained(path=tmp_path / "absent.pt")
