@@ -11,12 +11,29 @@ STUDENT_OWN := $(patsubst %,student/%,$(shell grep -l '"solution"' notebooks/*.i
 PRETRAINED_ARGS := --mode quick --epochs 15 --resolution 96 --seed 0
 
 .PHONY: setup data train test book student-book notebooks pretrained release
-setup: $(VENV)/.installed data
+setup: $(VENV)/.installed data web-assets
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet -r requirements.txt
 	$(PYTHON) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# The JavaScript the rendered book needs, from npm (web/package-lock.json) so that pages work
+# offline: MathJax 3 (formulas), the ipywidgets embed manager and RequireJS (widgets from their
+# saved state). Copied into web/vendor/ (gitignored), which _config.yml's html_static_path serves;
+# not under a top-level _static/, whose .js files Jupyter Book 1 would put on every page.
+.PHONY: web-assets
+web-assets: web/vendor/.installed
+
+web/vendor/.installed: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js and npm (Debian: apt-get install npm)"; exit 1; }
+	cd web && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	rm -rf web/vendor && mkdir -p web/vendor/html-manager
+	cp -R web/node_modules/mathjax/es5 web/vendor/mathjax
+	cd web/node_modules/@jupyter-widgets/html-manager/dist && cp embed-amd.js *.woff *.woff2 *.ttf *.eot *.svg \
+		../../../../vendor/html-manager/
+	cp web/node_modules/requirejs/require.js web/vendor/require.js
 	touch $@
 
 # Debian's copy of Fashion-MNIST (offline); elsewhere torchvision downloads it on first use.

@@ -6,6 +6,7 @@ from .counting import (LayerTable, conv_output_size, count_flops, count_params, 
                        output_side, params_by_layer, smallest_resolution)
 from .data import (CHANCE_LOSS, FASHION_CLASSES, DataNotFoundError, FashionMNISTData,
                    fashion_mnist_root, load_fashion_mnist, to_model_input)
+from .distributed import DistributedError
 from .models import NiN, class_maps, d2l_nin, nin_block
 from .evidence import load_evidence
 from .plotting import (LivePlot, draw_architecture, overlay_maps, plot_confusion, plot_history,
@@ -21,6 +22,7 @@ __all__ = [
     "CHANCE_LOSS", "FASHION_CLASSES", "DataNotFoundError", "FashionMNISTData", "fashion_mnist_root",
     "load_fashion_mnist",
     "to_model_input",
+    "DistributedError",
     "NiN", "class_maps", "d2l_nin", "nin_block",
     "load_evidence",
     "LivePlot", "draw_architecture", "overlay_maps", "plot_confusion", "plot_history", "plot_seed_spread",

@@ -3,6 +3,16 @@
 The package does not import this module, so running it prints nothing before
 its own output. Every bad option, a missing data set and a damaged checkpoint
 end in one sentence on stderr and exit status 2, never a traceback.
+
+Under torchrun it trains data-parallel, one process per GPU (or per share of the CPU
+cores), and only rank 0 prints; ``--batch-size`` is then per process::
+
+    torchrun --standalone --nproc_per_node=4 -m nin_utils.train --batch-size 32
+    torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29400 \\
+        -m nin_utils.train                       # the same command on each of two machines
+
+A failed launch (a process that cannot reach the others, a training set that does not
+split evenly among the processes) is one sentence from each process, exit status 2.
 """
 
 from __future__ import annotations
@@ -14,9 +24,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
+from . import distributed
 from .checkpoint import CheckpointError
-from .config import MODES, get_device, get_mode, seed_everything
+from .config import MODES, get_mode, seed_everything
 from .data import DataNotFoundError, load_fashion_mnist
+from .distributed import DistributedError
 from .models import NiN
 from .training import EpochStats, Recipe, fit
 
@@ -52,10 +64,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-subset", type=_positive(int), help="training images; default: the mode's")
     parser.add_argument("--test-subset", type=_positive(int), help="test images; default: the mode's")
     parser.add_argument("--lr", type=_positive(float), default=default.lr, help="peak learning rate")
-    parser.add_argument("--batch-size", type=_positive(int), default=default.batch_size)
+    parser.add_argument("--batch-size", type=_positive(int), default=default.batch_size,
+                        help="per process under torchrun (the global batch is this x processes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", type=Path, help="default: checkpoints/nin_<mode>.pt")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    parser.add_argument("--timeout", type=_positive(float), default=distributed.DEFAULT_TIMEOUT_S,
+                        help="under torchrun: seconds a process waits for the others (default: %(default)g)")
     return parser.parse_args(argv)
 
 
@@ -64,7 +79,7 @@ def main(argv: list[str] | None = None) -> list[EpochStats]:
     args = parse_args(argv)
     try:
         return _train(args)
-    except (ValueError, DataNotFoundError, CheckpointError) as error:
+    except (ValueError, DataNotFoundError, CheckpointError, DistributedError) as error:
         _fail(str(error))
     except KeyboardInterrupt:
         _fail("interrupted; rerun with --resume to continue from the last finished epoch.")
@@ -81,20 +96,29 @@ def _train(args: argparse.Namespace) -> list[EpochStats]:
         epochs=args.epochs, resolution=args.resolution, train_subset=args.train_subset,
         test_subset=args.test_subset).items() if v is not None})
     recipe = Recipe(lr=args.lr, batch_size=args.batch_size)
-    device = get_device()
     checkpoint = args.checkpoint or Path(f"checkpoints/nin_{mode.name}.pt")
-    seed_everything(args.seed)
-    data = load_fashion_mnist(device=device, train_subset=budget.train_subset,
-                              test_subset=budget.test_subset, seed=args.seed)
-    print(f"{mode.name} mode on {device}: {budget.describe()}; batch {recipe.batch_size}, peak lr {recipe.lr:g}")
-    history = fit(NiN().to(device), data, recipe, epochs=budget.epochs, resolution=budget.resolution,
-                  seed=args.seed, checkpoint=checkpoint, resume=args.resume)
+    with distributed.process_group(args.timeout) as device:  # alone: nothing to join, get_device()
+        world, main = distributed.world_size(), distributed.is_main()
+        seed_everything(args.seed)
+        with distributed.main_first():  # one process places (or downloads) the files, then the others read
+            data = load_fashion_mnist(device=device, train_subset=budget.train_subset,
+                                      test_subset=budget.test_subset, seed=args.seed)
+        where, batch = str(device), f"batch {recipe.batch_size}"
+        if world > 1:
+            where = f"{world} processes ({distributed.backend_for(device)}, {device.type})"
+            batch = f"batch {recipe.batch_size} per process ({recipe.batch_size * world} in all)"
+        if main:
+            print(f"{mode.name} mode on {where}: {budget.describe()}; {batch}, peak lr {recipe.lr:g}")
+        history = fit(NiN().to(device), data, recipe, epochs=budget.epochs, resolution=budget.resolution,
+                      seed=args.seed, checkpoint=checkpoint, resume=args.resume)
+    if not main:
+        return history
     print(f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'test acc':>8} {'examples/s':>10} {'s':>6}")
     for s in history:
         print(f"{s.epoch:>5} {s.train_loss:>10.4f} {s.train_acc:>9.4f} {s.test_acc:>8.4f} "
               f"{s.examples_per_s:>10.0f} {s.seconds:>6.1f}")
     print(f"Final test accuracy {history[-1].test_acc:.4f} on {len(data.test_labels):,} test images "
-          f"({mode.name} mode, {device}, {sum(s.seconds for s in history):.0f} s); checkpoint: {checkpoint}")
+          f"({mode.name} mode, {where}, {sum(s.seconds for s in history):.0f} s); checkpoint: {checkpoint}")
     return history
 
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import seed_everything
 from .data import CHANCE_LOSS, FashionMNISTData
@@ -58,7 +59,7 @@ class Recipe:
     schedule: Literal["onecycle", "constant"] = "onecycle"
     warmup: float = 0.3  # onecycle: fraction of the steps spent rising to lr
     grad_clip: float | None = 2.0  # max gradient norm; None: no clipping
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1  # targets 0.91 / 0.01 instead of 1 / 0: a better network on a short budget
     normalize: bool = True  # inputs to zero mean, unit variance (training-set statistics)
     autocast: bool = True  # reduced precision where the device computes it fast
     channels_last: bool = True
@@ -86,10 +87,11 @@ class Recipe:
 
     @classmethod
     def d2l(cls) -> Recipe:
-        """d2l's NiN recipe: SGD at a constant 0.1, no momentum, decay or clipping,
-        pixels in [0, 1], float32, batch 128."""
+        """d2l's NiN recipe: SGD at a constant 0.1, no momentum, decay, clipping or label
+        smoothing, pixels in [0, 1], float32, batch 128."""
         return cls(optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0, schedule="constant",
-                   grad_clip=None, normalize=False, autocast=False, channels_last=False)
+                   grad_clip=None, label_smoothing=0.0, normalize=False, autocast=False,
+                   channels_last=False)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Recipe:
@@ -192,6 +194,16 @@ def fit(model: nn.Module, data: FashionMNISTData, recipe: Recipe | None = None, 
     uninterrupted one. ``on_epoch_end(history)`` is called after each epoch (e.g.
     ``nin_utils.LivePlot`` draws live curves). Warns with ``PlateauWarning`` when
     the loss sits at ln 10 for 100 steps.
+
+    Under torchrun (a process group set up by ``nin_utils.distributed.setup``) every
+    process trains on its own part of each global batch of ``recipe.batch_size x
+    world_size`` images, ``DistributedDataParallel`` averages the gradients, and rank 0
+    alone evaluates, shows the progress bar and writes the checkpoint (the others wait).
+    The learning rate is not rescaled: N processes with batch B take exactly the steps
+    one process with batch N x B takes. Every process returns the same history, with
+    loss and accuracy over all processes' batches; ``on_epoch_end`` runs in every process.
+    A checkpoint can be resumed with another number of processes if the global batch
+    (``batch_size`` x processes) stays the same.
     """
     recipe = recipe or Recipe()
     device = next(model.parameters()).device
@@ -205,27 +217,32 @@ def fit(model: nn.Module, data: FashionMNISTData, recipe: Recipe | None = None, 
         raise ValueError(f"resolution={resolution} is below the smallest input this network accepts "
                          f"({smallest} px).")
     budget = {"epochs": epochs, "resolution": resolution, "seed": seed, "train_size": len(data.train_labels)}
-    steps_per_epoch = data.num_batches("train", recipe.batch_size)
+    world, main = distributed.world_size(), distributed.is_main()  # 1 and True without torchrun
+    distributed.check_divisible(len(data.train_labels), world)
+    steps_per_epoch = data.num_batches("train", recipe.batch_size * world)  # global batches
     optim = make_optimization(model, recipe, epochs * steps_per_epoch)
 
     history: list[EpochStats] = []
-    if checkpoint is not None and resume and Path(checkpoint).exists():
+    if checkpoint is not None and resume and distributed.from_main(Path(checkpoint).exists()):
         history = _resume(checkpoint, recipe, budget, model, optim)
     else:
         seed_everything(seed)
+    net = distributed.wrap(model)  # DistributedDataParallel under torchrun, else the model itself
     warned = False
     for epoch in range(len(history) + 1, epochs + 1):
+        if world > 1:
+            torch.manual_seed(distributed.process_seed(seed, epoch))  # each process its own dropout
         model.train()
         start = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         recent: list[torch.Tensor] = []
         step_losses: list[float] = []
-        batches = data.batches("train", recipe.batch_size, resolution, normalize=recipe.normalize,
-                               shuffle_seed=_shuffle_seed(seed, epoch))
-        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}", disable=not progress)
+        batches = distributed.shard_batches(data, recipe.batch_size, resolution, normalize=recipe.normalize,
+                                            shuffle_seed=_shuffle_seed(seed, epoch))
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}", disable=not (progress and main))
         for step, (x, y) in enumerate(bar, start=1):
-            loss, logits = train_step(model, x, y, recipe, optim)
+            loss, logits = train_step(net, x, y, recipe, optim)
             loss_sum += loss * len(y)  # device tensors: no host sync per step
             correct += (logits.argmax(1) == y).sum()
             recent.append(loss)
@@ -233,16 +250,24 @@ def fit(model: nn.Module, data: FashionMNISTData, recipe: Recipe | None = None, 
                 step_losses.append(torch.stack(recent).mean().item())
                 recent.clear()
                 bar.set_postfix(loss=f"{step_losses[-1]:.3f}")
-                warned = warned or _warn_if_stalled([*(l for s in history for l in s.step_losses), *step_losses])
+                if main:
+                    warned = warned or _warn_if_stalled([*(l for s in history for l in s.step_losses), *step_losses])
         train_seconds = time.perf_counter() - start
-        seen = len(data.train_labels)
-        test_acc = evaluate(model, data, resolution=resolution, recipe=recipe)
-        history.append(EpochStats(epoch, loss_sum.item() / seen, correct.item() / seen, test_acc,
-                                  seen / train_seconds, time.perf_counter() - start, step_losses))
-        bar.set_postfix(loss=f"{history[-1].train_loss:.3f}", test_acc=f"{test_acc:.3f}")
+        seen = len(data.train_labels)  # by all processes together
+        if world > 1:  # each process saw its own batches: add up the sums of all of them
+            loss_sum, correct = distributed.sum_over_processes(loss_sum), distributed.sum_over_processes(correct)
+            step_losses = (distributed.sum_over_processes(torch.tensor(step_losses, device=device)) / world).tolist()
+        stats = None
+        if main:
+            test_acc = evaluate(model, data, resolution=resolution, recipe=recipe)
+            stats = EpochStats(epoch, loss_sum.item() / seen, correct.item() / seen, test_acc,
+                               seen / train_seconds, time.perf_counter() - start, step_losses)
+        history.append(distributed.from_main(stats))  # the others wait here while rank 0 evaluates
+        bar.set_postfix(loss=f"{history[-1].train_loss:.3f}", test_acc=f"{history[-1].test_acc:.3f}")
         bar.close()
-        if checkpoint is not None:
+        if checkpoint is not None and main:
             save_checkpoint(checkpoint, _training_state(recipe, budget, model, optim, history))
+        distributed.barrier()  # the others wait for the checkpoint
         if on_epoch_end is not None:
             on_epoch_end(history)
     return history
@@ -331,6 +356,7 @@ def _training_state(recipe: Recipe, budget: dict[str, int], model: nn.Module, op
         "recipe": asdict(recipe), "budget": budget, "model": model.state_dict(), **optim.state_dict(),
         "history": [asdict(stats) for stats in history], "cpu_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "world_size": distributed.world_size(),  # recipe["batch_size"] is per process
     }
 
 
@@ -339,6 +365,10 @@ def _resume(path: str | os.PathLike, recipe: Recipe, budget: dict[str, int], mod
     state = load_checkpoint(path, required=("recipe", "budget", "model", "optimizer", "history"))
     stored = {**state["recipe"], **state["budget"]}
     wanted = {**asdict(recipe), **budget}
+    stored_world, world = state.get("world_size", 1), distributed.world_size()
+    if (stored_world, world) != (1, 1):  # the batch per process may change with the number of processes
+        stored["global batch"] = stored.pop("batch_size") * stored_world
+        wanted["global batch"] = wanted.pop("batch_size") * world
     changed = {k: (stored.get(k), v) for k, v in wanted.items() if stored.get(k) != v}
     if changed:
         details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())

@@ -31,6 +31,44 @@ def test_committed_student_tree_is_up_to_date(tmp_path):
     assert not changed, f"student/ is stale ({changed}): run `python tools/execute_notebooks.py` and commit"
 
 
+def exercise_answers() -> set[str]:
+    """Every exercise answer that is a number, as the notebooks would print it (plain and with commas)."""
+    from test_exercises import activation_memory, count_by_hand, make_nin, nin_3x3, nin_fc_head, wide_head
+
+    from nin_utils import NiN, count_params
+    from nin_utils.exercises import COUNTING_CASES, DEEPER_CONFIG, MEMORY_CASES
+
+    values = [count_params(NiN(num_1x1=1)), count_params(nin_3x3()), count_params(nin_fc_head()),
+              count_params(make_nin(DEEPER_CONFIG)), count_params(wide_head(64)), count_params(wide_head(384))]
+    for in_channels, resolution in COUNTING_CASES[1:]:  # d2l's own setting is printed in chapter 2, on purpose
+        values += count_by_hand(in_channels, resolution).values()
+    for build, batch, resolution in MEMORY_CASES.values():
+        values += activation_memory(build(), batch, resolution)
+    memory = [f"{value / 1e6:,.1f} MB" for value in activation_memory(NiN(), 128, 224)]
+    return {text for value in values for text in (str(value), f"{value:,}")} | set(memory)
+
+
+def _output_text(notebook) -> str:
+    parts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            parts.append(output.get("text", ""))
+            parts += [str(value) for value in output.get("data", {}).values()]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "student" / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_no_student_notebook_output_reveals_an_answer(path):
+    text = _output_text(nbformat.read(path, as_version=4))
+    leaked = sorted(answer for answer in exercise_answers() if answer in text)
+    assert not leaked, f"{path.name}'s outputs show exercise answers {leaked}"
+
+
+def test_the_answer_scan_would_catch_a_leak():
+    instructor = _output_text(nbformat.read(EXERCISES, as_version=4))  # made with the solutions
+    assert "1,769,112" in exercise_answers() and "1,769,112" in instructor
+
+
 def test_student_notebooks_have_stubs_and_checks_but_no_solutions():
     student = nbformat.read(ROOT / "student" / "notebooks" / EXERCISES.name, as_version=4)
     text = "\n".join(c.source for c in student.cells)

@@ -33,10 +33,12 @@ def _train(data, epochs, recipe=Recipe(batch_size=64), **kwargs):
 # ----------------------------------------------------------------- the recipe
 
 def test_recipe_defaults_and_d2ls():
-    assert Recipe() == Recipe(batch_size=128, optimizer="adamw", lr=2e-3, schedule="onecycle", grad_clip=2.0)
+    assert Recipe() == Recipe(batch_size=128, optimizer="adamw", lr=2e-3, schedule="onecycle", grad_clip=2.0,
+                              label_smoothing=0.1)
     d2l = Recipe.d2l()
     assert (d2l.optimizer, d2l.lr, d2l.momentum, d2l.weight_decay, d2l.schedule, d2l.grad_clip,
-            d2l.normalize, d2l.batch_size) == ("sgd", 0.1, 0.0, 0.0, "constant", None, False, 128)
+            d2l.label_smoothing, d2l.normalize, d2l.batch_size) == ("sgd", 0.1, 0.0, 0.0, "constant", None, 0.0,
+                                                                    False, 128)
     assert Recipe.from_dict(dataclasses.asdict(d2l)) == d2l
     with pytest.raises(dataclasses.FrozenInstanceError):
         d2l.lr = 1.0

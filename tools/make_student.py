@@ -58,7 +58,13 @@ def student_config() -> dict:
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["title"] += " (student edition)"
     config["repository"]["path_to_book"] = "student"
-    config["sphinx"]["config"]["hide_solutions"] = True
+    sphinx = config["sphinx"]["config"]
+    sphinx["hide_solutions"] = True
+    # Sphinx reads html_static_path relative to the book's root, student/ here: the repository's
+    # folders (web/vendor/ from `make web-assets`, web/static/) are one level up. The file names
+    # that refer to those folders' contents (mathjax_path, nb_ipywidgets_js, html_css_files) are
+    # relative to the built _static/ and stay as they are.
+    sphinx["html_static_path"] = [f"../{path}" for path in sphinx.get("html_static_path", [])]
     return config
 
 

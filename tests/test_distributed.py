@@ -1,0 +1,270 @@
+"""Data-parallel training: two CPU processes (torchrun, gloo) train like one process with twice the batch.
+
+One torchrun launch runs this file as a script (``_worker``) in two processes; each writes
+what it saw and the weights it ended with into a folder, and the tests compare those with
+single-process runs made here. Everything is tiny (a few hundred images at 67 px).
+"""
+
+import contextlib
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nin_utils import CheckpointError, DistributedError, NiN, Recipe, fit, load_checkpoint, load_fashion_mnist
+from nin_utils import distributed
+from nin_utils.train import main
+from nin_utils.training import make_optimization, train_step
+
+B, WORLD, RESOLUTION, EPOCHS = 8, 2, 67, 2  # per-process batch; one process compares with batch WORLD * B
+RECIPE = Recipe(batch_size=B, autocast=False)  # float32: the two ways differ only by rounding
+STEP_SEED = 1  # the shuffle seed of the single-step comparison
+
+
+def tiny_data():
+    return load_fashion_mnist(device="cpu", train_subset=128, test_subset=64, seed=0)
+
+
+def fresh_nin():
+    """No dropout (its masks differ between one and two processes); a random last layer, so every
+    layer gets a gradient in the first step."""
+    torch.manual_seed(0)
+    return NiN(dropout=0.0, zero_init_last=False)
+
+
+class _Interrupt(Exception):
+    """Stands in for a lost session right after epoch 1's checkpoint."""
+
+
+def _disconnect(history):
+    raise _Interrupt
+
+
+def _first_epoch_then_stop(data, recipe, checkpoint):
+    with contextlib.suppress(_Interrupt):
+        fit(fresh_nin(), data, recipe, epochs=EPOCHS, resolution=RESOLUTION, checkpoint=checkpoint,
+            on_epoch_end=_disconnect, progress=False)
+
+
+# ----------------------------------------------------------------- what each of the two processes does
+
+def _worker(out: Path) -> None:
+    distributed.setup()
+    rank, data = distributed.rank(), tiny_data()
+    save = lambda name, value: torch.save(value, out / f"{name}_rank{rank}.pt")
+
+    # One step on this process's part of the first global batch.
+    model = fresh_nin()
+    optim = make_optimization(model, RECIPE, total_steps=10)
+    x, y = next(distributed.shard_batches(data, B, RESOLUTION, shuffle_seed=STEP_SEED))
+    train_step(distributed.wrap(model), x, y, RECIPE, optim)
+    save("step", {"x": x, "y": y, "model": model.state_dict(),
+                  "grad": {name: p.grad for name, p in model.named_parameters()}})
+
+    # Two epochs with a checkpoint; a copy of epoch 1's is kept for the resume test.
+    def keep_first(history):
+        if len(history) == 1 and distributed.is_main():
+            shutil.copy(out / "run.pt", out / "epoch1.pt")
+
+    model = fresh_nin()
+    history = fit(model, data, RECIPE, epochs=EPOCHS, resolution=RESOLUTION, checkpoint=out / "run.pt",
+                  on_epoch_end=keep_first, progress=False)
+    save("fit", {"model": model.state_dict(), "history": history})
+
+    # Resume a checkpoint written by one process with batch WORLD * B.
+    model = fresh_nin()
+    fit(model, data, RECIPE, epochs=EPOCHS, resolution=RESOLUTION, checkpoint=out / "single.pt", resume=True,
+        progress=False)
+    save("resumed", model.state_dict())
+
+    # A training set that does not split evenly.
+    odd = load_fashion_mnist(device="cpu", train_subset=127, test_subset=64)
+    try:
+        fit(fresh_nin(), odd, RECIPE, epochs=1, resolution=RESOLUTION, progress=False)
+    except ValueError as error:
+        (out / f"odd_rank{rank}.txt").write_text(str(error))
+
+    # The command line inside the same launch: a run, then a bad one.
+    for name, subset in (("cli", "64"), ("cli_odd", "63")):
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main(["--mode", "smoke", "--train-subset", subset, "--test-subset", "32", "--batch-size",
+                      str(B), "--checkpoint", str(out / f"{name}.pt")])
+                status = 0
+            except SystemExit as exit_:
+                status = exit_.code
+        (out / f"{name}_rank{rank}.txt").write_text(f"{status}\n{stdout.getvalue()}\n---\n{stderr.getvalue()}")
+    distributed.cleanup()
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """One process, batch WORLD * B: epoch 1's checkpoint, and an uninterrupted two-epoch run."""
+    out = tmp_path_factory.mktemp("single")
+    data = tiny_data()
+    recipe = Recipe(batch_size=WORLD * B, autocast=False)
+    _first_epoch_then_stop(data, recipe, out / "epoch1.pt")
+    model = fresh_nin()
+    history = fit(model, data, recipe, epochs=EPOCHS, resolution=RESOLUTION, progress=False)
+    return {"dir": out, "data": data, "recipe": recipe, "model": model.state_dict(), "history": history}
+
+
+@pytest.fixture(scope="module")
+def launched(single, tmp_path_factory):
+    """The two processes' results (one torchrun launch)."""
+    out = tmp_path_factory.mktemp("two")
+    shutil.copy(single["dir"] / "epoch1.pt", out / "single.pt")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             f"--nproc_per_node={WORLD}", __file__, str(out)], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    load = lambda name: [torch.load(out / f"{name}_rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    text = lambda name: [(out / f"{name}_rank{r}.txt").read_text() for r in range(WORLD)]
+    return {"dir": out, "step": load("step"), "fit": load("fit"), "resumed": load("resumed"),
+            "odd": text("odd"), "cli": text("cli"), "cli_odd": text("cli_odd")}
+
+
+def assert_close(got: dict, expected: dict, start: dict | None = None, rtol: float = 1e-3) -> None:
+    """Weights equal up to float rounding: each tensor's difference is tiny next to its size (or
+    next to its change from ``start``, the weights before the step)."""
+    for name, want in expected.items():
+        scale = (want - start[name]).abs().max() if start is not None else want.abs().max()
+        difference = (got[name] - want).abs().max()
+        assert difference <= rtol * scale + 1e-7, f"{name}: differs by {difference:.2e} (scale {scale:.2e})"
+
+
+# ----------------------------------------------------------------- the tests
+
+def test_both_processes_end_with_identical_weights(launched):
+    for result in ("step", "fit"):
+        first, second = (r["model"] for r in launched[result])
+        for name in first:
+            assert torch.equal(first[name], second[name]), (result, name)
+    assert launched["fit"][0]["history"] == launched["fit"][1]["history"]
+
+
+def test_the_processes_share_each_global_batch(launched, single):
+    x, y = next(single["data"].batches("train", WORLD * B, RESOLUTION, shuffle_seed=STEP_SEED))
+    assert torch.equal(torch.cat([r["y"] for r in launched["step"]]), y)
+    assert torch.allclose(torch.cat([r["x"] for r in launched["step"]]), x)
+    epoch = launched["fit"][0]["history"][0]
+    assert epoch.train_acc * 128 == round(epoch.train_acc * 128)  # counted over all 128 images
+
+
+def test_one_step_on_two_processes_is_one_step_with_twice_the_batch(launched, single):
+    model, recipe = fresh_nin(), single["recipe"]
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = next(single["data"].batches("train", WORLD * B, RESOLUTION, shuffle_seed=STEP_SEED))
+    train_step(model, x, y, recipe, make_optimization(model, recipe, total_steps=10))
+    # The gradient the step used (DDP's average over the two processes, then clipped) ...
+    assert_close(launched["step"][0]["grad"], {name: p.grad for name, p in model.named_parameters()})
+    # ... and so the step. AdamW's first step is about lr * sign(gradient): rounding moves the
+    # few entries whose gradient is near zero, hence the looser tolerance.
+    assert_close(launched["step"][0]["model"], model.state_dict(), start, rtol=2e-2)
+
+
+def test_two_epochs_on_two_processes_match_one_process(launched, single):
+    two = launched["fit"][0]
+    assert_close(two["model"], single["model"], rtol=1e-2)
+    assert [s.epoch for s in two["history"]] == [1, 2]
+    assert abs(two["history"][-1].train_loss - single["history"][-1].train_loss) < 1e-3
+
+
+def test_a_checkpoint_of_two_processes_resumes_in_one(launched, single, tmp_path):
+    checkpoint = tmp_path / "resume.pt"
+    shutil.copy(launched["dir"] / "epoch1.pt", checkpoint)
+    state = load_checkpoint(checkpoint)
+    assert state["world_size"] == WORLD and state["recipe"]["batch_size"] == B and len(state["history"]) == 1
+    with pytest.raises(CheckpointError, match="other settings \\(global batch: 16 -> 8\\)"):
+        fit(fresh_nin(), single["data"], RECIPE, epochs=EPOCHS, resolution=RESOLUTION, checkpoint=checkpoint,
+            resume=True, progress=False)  # batch 8 in one process: half the global batch
+    model = fresh_nin()
+    history = fit(model, single["data"], single["recipe"], epochs=EPOCHS, resolution=RESOLUTION,
+                  checkpoint=checkpoint, resume=True, progress=False)
+    assert [s.epoch for s in history] == [1, 2]
+    assert history[0] == launched["fit"][0]["history"][0]  # epoch 1 came from the checkpoint
+    assert_close(model.state_dict(), launched["fit"][0]["model"], rtol=1e-2)
+
+
+def test_a_checkpoint_of_one_process_resumes_in_two(launched, single):
+    assert_close(launched["resumed"][0], single["model"], rtol=1e-2)
+
+
+def test_a_training_set_that_does_not_split_evenly_is_one_clear_error(launched):
+    for message in launched["odd"]:
+        assert message == ("The 127 training images cannot be split evenly among 2 processes: use a training "
+                           "subset that is a multiple of 2 (e.g. 126), or another number of processes.")
+
+
+def test_the_command_line_prints_on_rank_0_only_and_fails_with_one_sentence(launched):
+    status, output = launched["cli"][0].split("\n", 1)
+    assert status == "0" and "smoke mode on 2 processes (gloo, cpu): 64 training images" in output
+    assert "batch 8 per process (16 in all)" in output and "Final test accuracy" in output
+    assert launched["cli"][1].startswith("0\n\n---\n")  # rank 1: nothing printed
+    assert load_checkpoint(launched["dir"] / "cli.pt")["world_size"] == WORLD
+    for report in launched["cli_odd"]:
+        status, output = report.split("\n", 1)
+        err = output.split("---\n", 1)[1]
+        assert status == "2" and err.count("\n") == 1 and "Traceback" not in err
+        assert err.startswith("python -m nin_utils.train: error: The 63 training images cannot be split evenly")
+
+
+# ----------------------------------------------------------------- launches that cannot work
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_without_torchrun_nothing_is_joined(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.setup() == torch.device("cpu") and distributed.world_size() == 1
+    assert distributed.is_main() and distributed.backend_for(torch.device("cuda")) == "nccl"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"RANK": "1", "WORLD_SIZE": "2"}, "started as rank 1 of 2 .* but MASTER_ADDR and MASTER_PORT are not: "
+                                       "launch it with torchrun"),
+    ({"RANK": "0"}, "Only RANK=0 is set: a distributed launch sets RANK, WORLD_SIZE and LOCAL_RANK"),
+    ({"RANK": "2", "WORLD_SIZE": "2"}, "RANK=2 is out of range for WORLD_SIZE=2"),
+])
+def test_an_incomplete_launch_is_one_clear_error(env, message, monkeypatch, capsys):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(DistributedError, match=message):
+        distributed.setup()
+    with pytest.raises(SystemExit) as exit_:
+        main(["--mode", "smoke", "--checkpoint", os.devnull])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith("python -m nin_utils.train: error: ")
+
+
+def test_an_unreachable_master_is_one_sentence_and_status_2(monkeypatch, capfd):
+    port = _free_port()  # nobody listens there
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--mode", "smoke", "--checkpoint", os.devnull, "--timeout", "1"])
+    err = capfd.readouterr().err  # file descriptor 2: torch's C++ log lines would show here too
+    assert exit_.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"python -m nin_utils.train: error: Process 1 of 2 could not meet the others at "
+                          f"127.0.0.1:{port} within 1 s")
+    assert distributed.world_size() == 1
+
+
+if __name__ == "__main__":  # run by torchrun from the `launched` fixture
+    _worker(Path(sys.argv[1]))
