@@ -1,7 +1,7 @@
 """Shared plumbing for the Network-in-Network course; notebooks import these names."""
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import MODES, Budget, Mode, get_device, get_mode, seed_everything
+from .config import MODES, Budget, Mode, describe_device, get_device, get_mode, seed_everything
 from .counting import (LayerTable, conv_output_size, count_flops, count_params, layer_table,
                        output_side, params_by_layer, smallest_resolution)
 from .data import (CHANCE_LOSS, FASHION_CLASSES, DataNotFoundError, FashionMNISTData,
@@ -16,7 +16,7 @@ from .training import (EpochStats, PlateauWarning, Recipe, evaluate, fit, predic
 
 __all__ = [
     "CheckpointError", "load_checkpoint",
-    "MODES", "Budget", "Mode", "get_device", "get_mode", "seed_everything",
+    "MODES", "Budget", "Mode", "describe_device", "get_device", "get_mode", "seed_everything",
     "LayerTable", "conv_output_size", "count_flops", "count_params", "layer_table", "output_side",
     "params_by_layer", "smallest_resolution",
     "CHANCE_LOSS", "FASHION_CLASSES", "DataNotFoundError", "FashionMNISTData", "fashion_mnist_root",

@@ -16,8 +16,11 @@ The default is ``full`` when CUDA is present and ``quick`` otherwise.
 from __future__ import annotations
 
 import os
+import platform
 import random
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -65,6 +68,21 @@ MODES: dict[str, Mode] = {
 def get_device() -> torch.device:
     """``cuda`` when a GPU is visible, else ``cpu``; nothing here requires a GPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU features that decide training speed here: AVX2, AVX-512 BF16, AMX (Linux only)."""
+    try:
+        return sorted(set(re.findall(r"\b(avx2|avx512_bf16|amx_bf16)\b", Path("/proc/cpuinfo").read_text())))
+    except OSError:  # not Linux
+        return []
+
+
+def describe_device(device: torch.device) -> str:
+    """``"cpu (2 cores; avx2 avx512_bf16)"`` or ``"cuda (NVIDIA H100 ...)"``: what a speed number ran on."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({os.cpu_count()} cores; {' '.join(cpu_flags()) or platform.machine()})"
 
 
 def get_mode(mode: str | None = None) -> Mode:

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import seed_everything
+from .config import cpu_flags, seed_everything
 from .data import CHANCE_LOSS, FashionMNISTData
 
 LOG_EVERY = 20  # steps per point of the within-epoch loss curve (one host sync each)
@@ -315,19 +315,15 @@ def autocast_dtype(device: torch.device, recipe: Recipe | None = None) -> torch.
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    if device.type == "cpu" and cpu_has_native_bf16():
+    if device.type == "cpu" and _cpu_has_native_bf16():
         return torch.bfloat16
     return None
 
 
 @functools.cache
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX; Linux only)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def _cpu_has_native_bf16() -> bool:
+    """True where the CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX)."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
 
 
 def _shuffle_seed(seed: int, epoch: int) -> int:

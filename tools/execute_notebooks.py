@@ -126,18 +126,13 @@ def is_stale(path: Path, mode: str) -> bool:
     return stamp.get("code_hash") != code_hash(notebook) or stamp.get("mode") != mode
 
 
-def device_description() -> str:
-    import torch
-    if torch.cuda.is_available():
-        return f"cuda ({torch.cuda.get_device_name()})"
-    return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
-
-
 def execute(path: Path, mode: str) -> float:
     """Run one notebook in place; return its wall time in seconds."""
     from nbclient import NotebookClient
     import torch
     import torchvision
+
+    from nin_utils import describe_device, get_device
 
     notebook = nbformat.read(path, as_version=4)
     os.environ["NIN_MODE"] = mode  # the kernel inherits it
@@ -148,7 +143,7 @@ def execute(path: Path, mode: str) -> float:
                        record_timing=False, resources={"metadata": {"path": workdir}}).execute()
     seconds = time.perf_counter() - start
     notebook.metadata[STAMP] = {
-        "mode": mode, "device": device_description(), "seconds": round(seconds, 1),
+        "mode": mode, "device": describe_device(get_device()), "seconds": round(seconds, 1),
         "python": platform.python_version(), "torch": torch.__version__,
         "torchvision": torchvision.__version__, "code_hash": code_hash(notebook),
     }

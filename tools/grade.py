@@ -1,0 +1,45 @@
+"""Grade a class's chapter-5 notebooks with otter-grader, each in its own sandbox.
+
+    python tools/grade.py SUBMISSIONS_DIR --out RESULTS_DIR [--mode smoke]
+
+SUBMISSIONS_DIR holds one notebook per student, named after the student (``alice.ipynb``).
+Writes RESULTS_DIR/grades.csv (student x exercise, and the total), RESULTS_DIR/feedback/
+<student>.md (what passed, the checker's hint for the rest, problems while running) and
+RESULTS_DIR/report.txt (the summary printed at the end). Run it as root to isolate the
+submissions (see grading/sandbox.py); "Grading a class" in book/instructors.md has the workflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from grading.batch import Settings, grade_all  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("submissions", type=Path, help="folder with one .ipynb per student")
+    parser.add_argument("--out", type=Path, required=True, help="folder for grades.csv, feedback/, report.txt")
+    parser.add_argument("--mode", default="smoke", choices=["smoke", "quick", "full"],
+                        help="NIN_MODE for the notebooks; exercise 7 trains on its short budget (default: smoke)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per notebook, all included (600)")
+    parser.add_argument("--cell-timeout", type=int, default=120, help="seconds per notebook cell (120)")
+    parser.add_argument("--test-timeout", type=int, default=120, help="seconds per exercise test (120)")
+    parser.add_argument("--baseline", type=float, help="exercise 7's baseline accuracy (default: computed)")
+    args = parser.parse_args(argv)
+    if not args.submissions.is_dir():
+        parser.error(f"{args.submissions} is not a folder")
+    out, submissions = args.out.resolve(), args.submissions.resolve()
+    if out == submissions or submissions in out.parents:
+        parser.error("--out must not be inside the submissions folder")
+    grade_all(submissions, out, Settings(args.mode, args.timeout, args.cell_timeout, args.test_timeout,
+                                         args.baseline))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
