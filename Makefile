@@ -80,3 +80,11 @@ pretrained: setup
 # Tag the release that the notebooks' setup cell installs in Colab (tools/setup_cell.py).
 release:
 	git tag v$(VERSION)
+
+# Grade a class's chapter-5 notebooks, one <student>.ipynb each (book/instructors.md, "Grading a class"),
+# as root so that each runs sandboxed: make grade SUBMISSIONS=folder [OUT=folder] [GRADE_ARGS="--jobs 2"].
+# Results (grades.csv, feedback/, report.txt) go to OUT, by default the folder SUBMISSIONS-graded beside it.
+.PHONY: grade
+grade: $(VENV)/.installed data
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [OUT=folder] [GRADE_ARGS='--jobs 2']"; exit 2; }
+	$(PYTHON) tools/grade.py "$(SUBMISSIONS)" --out "$(or $(OUT),$(patsubst %/,%,$(SUBMISSIONS))-graded)" $(GRADE_ARGS)

@@ -9,13 +9,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 
 from tools.execute_notebooks import GUIDE, STAMP, code_hash, guide_with_table, modules_used
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
-CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 
 
 def load(path):
@@ -48,13 +46,6 @@ def test_no_stored_errors_and_every_code_cell_ran(path):
         for output in cell.outputs:
             assert output.output_type != "error", f"cell {index} stored an error: {output.get('ename')}"
             assert "Traceback (most recent call last)" not in output.get("text", "")
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_first_cell_installs_nin_utils_from_the_configured_repository(path):
-    first = load(path).cells[0]
-    assert first.cell_type == "code" and 'find_spec("nin_utils") is None' in first.source
-    assert f"git+{CONFIG['repository']['url']}" in first.source
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

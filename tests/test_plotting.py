@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from nin_utils import (FASHION_CLASSES, EpochStats, overlay_maps, plot_confusion,  # noqa: E402
-                       plot_history, show_images, show_maps)
+from nin_utils import (FASHION_CLASSES, EpochStats, NiN, draw_architecture, overlay_maps,  # noqa: E402
+                       plot_confusion, plot_history, plot_seed_spread, show_images, show_maps)
 
 
 @pytest.fixture(autouse=True)
@@ -56,9 +56,28 @@ def test_overlay_maps_upsamples_each_map_onto_its_image():
     images = torch.rand(4, 1, 72, 72)
     maps = torch.zeros(4, 3, 3)
     maps[2, 0, 0] = 1.0  # evidence in the top-left cell of image 2's map only
+    maps[0] = 0.25  # a flat map: on a shared scale it must not look as strong as image 2's peak
     fig = overlay_maps(images, maps, titles=list("abcd"))
-    assert [ax.get_title() for ax in fig.axes] == list("abcd")
-    heat = fig.axes[2].images[1].get_array()
+    panels, colour_bar = fig.axes[:4], fig.axes[4]
+    assert [ax.get_title() for ax in panels] == list("abcd")
+    heat = panels[2].images[1].get_array()
     assert heat.shape == (72, 72)
     assert heat[:12, :12].mean() > 0.5 > heat[-24:, -24:].max()
-    assert fig.axes[0].images[1].get_array().max() == 0
+    assert all(ax.images[1].get_clim() == (0.0, 1.0) for ax in panels)  # one colour scale for all
+    assert colour_bar.get_ylabel() == "class score (logit)"
+
+
+def test_plot_seed_spread_shows_every_seed_and_the_mean():
+    fig = plot_seed_spread({"a": [0.90, 0.92, 0.91], "b": [0.80, 0.84]})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    seeds = [list(line.get_xdata()) for line in ax.lines if line.get_marker() == "o"]
+    assert seeds == [[0.90, 0.92, 0.91], [0.80, 0.84]]
+
+
+def test_architecture_diagram_has_a_box_per_conv_and_pool_and_the_shapes():
+    fig = draw_architecture(NiN(), 224)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 1 + 12 + 3 + 1  # input, 12 convs, 3 max pools, global average pooling
+    texts = {t.get_text() for t in ax.texts}
+    assert {"96 x 54 x 54", "384 x 5 x 5", "10 x 1 x 1", "NiN block 1", "NiN block 4"} <= texts
