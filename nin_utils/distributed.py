@@ -30,7 +30,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -106,6 +106,15 @@ def setup(timeout_s: float = DEFAULT_TIMEOUT_S) -> torch.device:
             f"that MASTER_ADDR/MASTER_PORT (torchrun's --rdzv-endpoint) name the first machine and "
             f"that its port is reachable.") from error
     return device
+
+
+def check_joined() -> None:
+    """Raise ``DistributedError`` if torchrun started this process but it has not joined the others
+    (``setup``): each process would then train alone on all the data, and all would write one file."""
+    launch = _launch_env()
+    if launch is not None and launch[1] > 1 and world_size() == 1:
+        raise DistributedError(f"This process was started as rank {launch[0]} of {launch[1]} but has not "
+                               f"joined the others: call nin_utils.distributed.setup() before training.")
 
 
 def cleanup() -> None:

@@ -217,6 +217,7 @@ def fit(model: nn.Module, data: FashionMNISTData, recipe: Recipe | None = None, 
         raise ValueError(f"resolution={resolution} is below the smallest input this network accepts "
                          f"({smallest} px).")
     budget = {"epochs": epochs, "resolution": resolution, "seed": seed, "train_size": len(data.train_labels)}
+    distributed.check_joined()
     world, main = distributed.world_size(), distributed.is_main()  # 1 and True without torchrun
     distributed.check_divisible(len(data.train_labels), world)
     steps_per_epoch = data.num_batches("train", recipe.batch_size * world)  # global batches
@@ -256,7 +257,8 @@ def fit(model: nn.Module, data: FashionMNISTData, recipe: Recipe | None = None, 
         seen = len(data.train_labels)  # by all processes together
         if world > 1:  # each process saw its own batches: add up the sums of all of them
             loss_sum, correct = distributed.sum_over_processes(loss_sum), distributed.sum_over_processes(correct)
-            step_losses = (distributed.sum_over_processes(torch.tensor(step_losses, device=device)) / world).tolist()
+            if step_losses:  # the mean over the processes of each point of the loss curve
+                step_losses = (distributed.sum_over_processes(torch.tensor(step_losses, device=device)) / world).tolist()
         stats = None
         if main:
             test_acc = evaluate(model, data, resolution=resolution, recipe=recipe)
