@@ -9,6 +9,7 @@ from .data import (CHANCE_LOSS, FASHION_CLASSES, DataNotFoundError, FashionMNIST
 from .distributed import DistributedError
 from .models import NiN, class_maps, d2l_nin, nin_block
 from .evidence import load_evidence
+from .pretrained import load_pretrained, pretrained_card
 from .plotting import (LivePlot, draw_architecture, overlay_maps, plot_confusion, plot_history,
                        plot_seed_spread, show_images, show_maps)
 from .training import (EpochStats, PlateauWarning, Recipe, evaluate, fit, predictions,
@@ -24,7 +25,7 @@ __all__ = [
     "to_model_input",
     "DistributedError",
     "NiN", "class_maps", "d2l_nin", "nin_block",
-    "load_evidence",
+    "load_evidence", "load_pretrained", "pretrained_card",
     "LivePlot", "draw_architecture", "overlay_maps", "plot_confusion", "plot_history", "plot_seed_spread",
     "show_images", "show_maps",
     "EpochStats", "PlateauWarning", "Recipe", "evaluate", "fit", "predictions", "train_step",

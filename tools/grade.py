@@ -30,14 +30,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell-timeout", type=int, default=120, help="seconds per notebook cell (120)")
     parser.add_argument("--test-timeout", type=int, default=120, help="seconds per exercise test (120)")
     parser.add_argument("--baseline", type=float, help="exercise 7's baseline accuracy (default: computed)")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time (1)")
+    parser.add_argument("--memory-gb", type=float, default=8,
+                        help="address space per process of a notebook, in GB (8)")
+    parser.add_argument("--allow-unsandboxed", action="store_true",
+                        help="as root where no sandbox works: grade anyway, as root (trusted notebooks only)")
     args = parser.parse_args(argv)
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder")
     out, submissions = args.out.resolve(), args.submissions.resolve()
     if out == submissions or submissions in out.parents:
         parser.error("--out must not be inside the submissions folder")
-    grade_all(submissions, out, Settings(args.mode, args.timeout, args.cell_timeout, args.test_timeout,
-                                         args.baseline))
+    grade_all(submissions, out, Settings(mode=args.mode, timeout=args.timeout, cell_timeout=args.cell_timeout,
+                                         test_timeout=args.test_timeout, baseline=args.baseline,
+                                         jobs=max(1, args.jobs), memory_gb=args.memory_gb,
+                                         allow_unsandboxed=args.allow_unsandboxed))
     return 0
 
 
