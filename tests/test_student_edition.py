@@ -40,8 +40,9 @@ def exercise_answers() -> set[str]:
 
     values = [count_params(NiN(num_1x1=1)), count_params(nin_3x3()), count_params(nin_fc_head()),
               count_params(make_nin(DEEPER_CONFIG)), count_params(wide_head(64)), count_params(wide_head(384))]
-    for in_channels, resolution in COUNTING_CASES[1:]:  # d2l's own setting is printed in chapter 2, on purpose
-        values += count_by_hand(in_channels, resolution).values()
+    printed_in_chapter_2 = count_by_hand(1, 224).values()  # d2l's own setting, on purpose
+    for in_channels, resolution in COUNTING_CASES:
+        values += [v for v in count_by_hand(in_channels, resolution).values() if v not in printed_in_chapter_2]
     for build, batch, resolution in MEMORY_CASES.values():
         values += activation_memory(build(), batch, resolution)
     memory = [f"{value / 1e6:,.1f} MB" for value in activation_memory(NiN(), 128, 224)]
