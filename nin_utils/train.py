@@ -26,7 +26,7 @@ from typing import NoReturn
 
 from . import distributed
 from .checkpoint import CheckpointError
-from .config import MODES, get_mode, seed_everything
+from .config import MODES, describe_device, get_mode, seed_everything
 from .data import DataNotFoundError, load_fashion_mnist
 from .distributed import DistributedError
 from .models import NiN
@@ -103,7 +103,7 @@ def _train(args: argparse.Namespace) -> list[EpochStats]:
         with distributed.main_first():  # one process places (or downloads) the files, then the others read
             data = load_fashion_mnist(device=device, train_subset=budget.train_subset,
                                       test_subset=budget.test_subset, seed=args.seed)
-        where, batch = str(device), f"batch {recipe.batch_size}"
+        where, batch = describe_device(device), f"batch {recipe.batch_size}"
         if world > 1:
             where = f"{world} processes ({distributed.backend_for(device)}, {device.type})"
             batch = f"batch {recipe.batch_size} per process ({recipe.batch_size * world} in all)"

@@ -223,7 +223,7 @@ def test_command_line_trains_and_saves_a_checkpoint(tmp_path, capsys):
     history = main(["--mode", "smoke", "--train-subset", "256", "--test-subset", "128",
                     "--checkpoint", str(checkpoint)])
     out = capsys.readouterr().out
-    assert "smoke mode on cpu: 256 training images, 1 epoch at 67 px" in out
+    assert "smoke mode on cpu (" in out and ": 256 training images, 1 epoch at 67 px" in out
     assert "Final test accuracy" in out and "on 128 test images" in out
     assert len(history) == 1 and load_checkpoint(checkpoint)["budget"]["train_size"] == 256
 
