@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -99,11 +100,12 @@ def d2l_step(resolution: int, device: torch.device) -> Callable[[], int]:
 # ----------------------------------------------------------------------------------------
 # The course: nin_utils.train_step, the step fit() runs.
 
-def course_step(resolution: int, device: torch.device) -> Callable[[], int]:
+def course_step(resolution: int, device: torch.device, compiled: bool = False) -> Callable[[], int]:
     recipe = Recipe()
     fashion = load_fashion_mnist(device=device)
     model = NiN().to(device).train()
     optim = make_optimization(model, recipe, total_steps=10**9)  # the schedule never ends here
+    forward = torch.compile(model) if compiled else model  # same weights; compiled on the first steps
     epoch, batches = 0, iter(())
 
     def step() -> int:
@@ -114,7 +116,7 @@ def course_step(resolution: int, device: torch.device) -> Callable[[], int]:
             epoch += 1
             batches = fashion.batches("train", recipe.batch_size, resolution, shuffle_seed=epoch)
             x, y = next(batches)
-        train_step(model, x, y, recipe, optim)
+        train_step(forward, x, y, recipe, optim)
         return len(y)
     return step
 
@@ -131,7 +133,7 @@ def timed_window(step: Callable[[], int], seconds: float, device: torch.device) 
     return examples / (time.perf_counter() - start)
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> float:
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 4096, seconds: float = 4.0) -> float:
     """FLOP/s of repeated ``n x n`` matmuls: the practical peak of this device in ``dtype``."""
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     torch.mm(a, b)
@@ -143,7 +145,10 @@ def main() -> None:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[96, 224])
     parser.add_argument("--rounds", type=int, default=6, help="timed windows per contender")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of one window")
+    parser.add_argument("--compile", action="store_true",
+                        help="add a third contender: the course's step on a torch.compile'd model (not the default)")
     args = parser.parse_args()
+    warnings.filterwarnings("ignore", message="This DataLoader will create")  # d2l's 4 workers on 2 cores
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(describe_machine(device), flush=True)
     fast_dtype = autocast_dtype(device, Recipe()) or torch.float32
@@ -154,7 +159,9 @@ def main() -> None:
         flops_per_example = 3 * count_flops(NiN(), resolution)  # forward + backward
         contenders = {"d2l": (d2l_step(resolution, device), torch.float32),
                       "nin_utils": (course_step(resolution, device), fast_dtype)}
-        for step, _ in contenders.values():  # warm-up: kernels chosen, loader workers started
+        if args.compile:
+            contenders["nin_utils compiled"] = (course_step(resolution, device, compiled=True), fast_dtype)
+        for step, _ in contenders.values():  # warm-up: kernels chosen, loader workers started, compiled
             for _ in range(3):
                 step()
         rates: dict[str, list[float]] = {name: [] for name in contenders}
@@ -169,9 +176,10 @@ def main() -> None:
             print(f"{resolution:>4} px  {name:<10} {median:>9.1f} ex/s (windows {min(rates[name]):.1f}-"
                   f"{max(rates[name]):.1f})  {median * flops_per_example / 1e9:>7.1f} GFLOP/s = "
                   f"{median * flops_per_example / peaks[dtype]:.0%} of the {str(dtype).removeprefix('torch.')} matmul peak")
-        paired = [b / a for a, b in zip(rates["d2l"], rates["nin_utils"])]
-        print(f"{resolution:>4} px  ratio nin_utils/d2l: {statistics.median(paired):.2f}x median per round "
-              f"(rounds {min(paired):.2f}-{max(paired):.2f})", flush=True)
+        for name in list(contenders)[1:]:
+            paired = [b / a for a, b in zip(rates["d2l"], rates[name])]
+            print(f"{resolution:>4} px  ratio {name}/d2l: {statistics.median(paired):.2f}x median per round "
+                  f"(rounds {min(paired):.2f}-{max(paired):.2f})", flush=True)
 
 
 if __name__ == "__main__":
