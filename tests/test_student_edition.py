@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from conftest import build_book
 
-from tools.make_student import SOLUTION_TAG, build
+from tools.make_student import LEFT_ALONE, SOLUTION_TAG, build
 
 ROOT = Path(__file__).resolve().parent.parent
 EXERCISES = ROOT / "notebooks" / "05_exercises.ipynb"
@@ -26,7 +26,7 @@ def solution_snippets():
 
 def test_committed_student_tree_is_up_to_date(tmp_path):
     copy = tmp_path / "student"
-    shutil.copytree(ROOT / "student", copy, ignore=shutil.ignore_patterns("_build", ".ipynb_checkpoints"))
+    shutil.copytree(ROOT / "student", copy, ignore=shutil.ignore_patterns(*LEFT_ALONE))
     changed = build(copy)
     assert not changed, f"student/ is stale ({changed}): run `python tools/execute_notebooks.py` and commit"
 

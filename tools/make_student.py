@@ -28,6 +28,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION_TAG = "solution"
 INSTRUCTOR_ONLY = ("book/instructors",)
+# What building or running the edition writes beside it (all in .gitignore): never part of it, never removed.
+LEFT_ALONE = {"_build", ".ipynb_checkpoints", "checkpoints", "data"}
 
 
 def has_solutions(notebook: nbformat.NotebookNode) -> bool:
@@ -100,7 +102,7 @@ def build(out: Path) -> list[str]:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
             changed.append(name)
-    for stale in [p for p in out.rglob("*") if p.is_file() and not {"_build", ".ipynb_checkpoints"} & set(p.parts)
+    for stale in [p for p in out.rglob("*") if p.is_file() and not LEFT_ALONE & set(p.relative_to(out).parts)
                   and p.relative_to(out).as_posix() not in files]:
         stale.unlink()
         changed.append(stale.relative_to(out).as_posix())

@@ -49,7 +49,10 @@ def write(paths: list[Path]) -> None:
     for path in paths:
         notebook = nbformat.read(path, as_version=4)
         cell = nbformat.v4.new_code_cell(setup_cell(), metadata={"tags": TAGS})
-        if notebook.cells and notebook.cells[0].cell_type == "code":  # the setup cell: replace it
+        first = notebook.cells[0] if notebook.cells else None
+        if first is not None and first.cell_type == "code":  # the setup cell: replace it
+            if first.source == cell.source:  # unchanged: keep what it printed when it last ran
+                cell.outputs, cell.execution_count = first.outputs, first.execution_count
             notebook.cells[0] = cell
         else:
             notebook.cells.insert(0, cell)
