@@ -100,8 +100,8 @@ def d2l_step(resolution: int, device: torch.device) -> Callable[[], int]:
 # ----------------------------------------------------------------------------------------
 # The course: nin_utils.train_step, the step fit() runs.
 
-def course_step(resolution: int, device: torch.device, compiled: bool = False) -> Callable[[], int]:
-    recipe = Recipe()
+def course_step(resolution: int, device: torch.device, recipe: Recipe,
+                compiled: bool = False) -> Callable[[], int]:
     fashion = load_fashion_mnist(device=device)
     model = NiN().to(device).train()
     optim = make_optimization(model, recipe, total_steps=10**9)  # the schedule never ends here
@@ -147,20 +147,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of one window")
     parser.add_argument("--compile", action="store_true",
                         help="add a third contender: the course's step on a torch.compile'd model (not the default)")
+    parser.add_argument("--float32", action="store_true",
+                        help="the course's step without autocast, as on a CPU without bf16")
     args = parser.parse_args()
+    recipe = Recipe(autocast=not args.float32)
     warnings.filterwarnings("ignore", message="This DataLoader will create")  # d2l's 4 workers on 2 cores
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(describe_machine(device), flush=True)
-    fast_dtype = autocast_dtype(device, Recipe()) or torch.float32
+    fast_dtype = autocast_dtype(device, recipe) or torch.float32
     peaks = {torch.float32: matmul_peak(device, torch.float32), fast_dtype: matmul_peak(device, fast_dtype)}
     print("matmul peak: " + ", ".join(f"{str(d).removeprefix('torch.')} {p / 1e9:,.0f} GFLOP/s"
                                       for d, p in peaks.items()), flush=True)
     for resolution in args.resolutions:
         flops_per_example = 3 * count_flops(NiN(), resolution)  # forward + backward
         contenders = {"d2l": (d2l_step(resolution, device), torch.float32),
-                      "nin_utils": (course_step(resolution, device), fast_dtype)}
+                      "nin_utils": (course_step(resolution, device, recipe), fast_dtype)}
         if args.compile:
-            contenders["nin_utils compiled"] = (course_step(resolution, device, compiled=True), fast_dtype)
+            contenders["nin_utils compiled"] = (course_step(resolution, device, recipe, compiled=True), fast_dtype)
         for step, _ in contenders.values():  # warm-up: kernels chosen, loader workers started, compiled
             for _ in range(3):
                 step()

@@ -24,13 +24,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
+import torch
+
 from . import distributed
 from .checkpoint import CheckpointError
 from .config import MODES, describe_device, get_mode, seed_everything
 from .data import DataNotFoundError, load_fashion_mnist
 from .distributed import DistributedError
 from .models import NiN
-from .training import EpochStats, Recipe, fit
+from .training import EpochStats, Recipe, autocast_dtype, fit
 
 PROG = "python -m nin_utils.train"
 
@@ -66,6 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=_positive(float), default=default.lr, help="peak learning rate")
     parser.add_argument("--batch-size", type=_positive(int), default=default.batch_size,
                         help="per process under torchrun (the global batch is this x processes)")
+    parser.add_argument("--float32", action="store_true",
+                        help="train in float32 even where the device computes bf16 fast (autocast off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", type=Path, help="default: checkpoints/nin_<mode>.pt")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
@@ -95,7 +99,7 @@ def _train(args: argparse.Namespace) -> list[EpochStats]:
     budget = replace(mode.main, **{k: v for k, v in dict(
         epochs=args.epochs, resolution=args.resolution, train_subset=args.train_subset,
         test_subset=args.test_subset).items() if v is not None})
-    recipe = Recipe(lr=args.lr, batch_size=args.batch_size)
+    recipe = Recipe(lr=args.lr, batch_size=args.batch_size, autocast=not args.float32)
     checkpoint = args.checkpoint or Path(f"checkpoints/nin_{mode.name}.pt")
     with distributed.process_group(args.timeout) as device:  # alone: nothing to join, get_device()
         world, main = distributed.world_size(), distributed.is_main()
@@ -108,7 +112,9 @@ def _train(args: argparse.Namespace) -> list[EpochStats]:
             where = f"{world} processes ({distributed.backend_for(device)}, {device.type})"
             batch = f"batch {recipe.batch_size} per process ({recipe.batch_size * world} in all)"
         if main:
-            print(f"{mode.name} mode on {where}: {budget.describe()}; {batch}, peak lr {recipe.lr:g}")
+            precision = str(autocast_dtype(device, recipe) or torch.float32).removeprefix("torch.")
+            print(f"{mode.name} mode on {where}: {budget.describe()}; {batch}, peak lr {recipe.lr:g}, "
+                  f"{precision}")
         history = fit(NiN().to(device), data, recipe, epochs=budget.epochs, resolution=budget.resolution,
                       seed=args.seed, checkpoint=checkpoint, resume=args.resume)
     if not main:

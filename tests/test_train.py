@@ -228,6 +228,14 @@ def test_command_line_trains_and_saves_a_checkpoint(tmp_path, capsys):
     assert len(history) == 1 and load_checkpoint(checkpoint)["budget"]["train_size"] == 256
 
 
+def test_float32_option_turns_autocast_off(tmp_path, capsys):
+    checkpoint = tmp_path / "fp32.pt"
+    main(["--mode", "smoke", "--train-subset", "256", "--test-subset", "128", "--float32",
+          "--checkpoint", str(checkpoint)])
+    assert "peak lr 0.002, float32" in capsys.readouterr().out
+    assert load_checkpoint(checkpoint)["recipe"]["autocast"] is False
+
+
 def test_module_runs_without_a_warning():
     result = subprocess.run([sys.executable, "-m", "nin_utils.train", "--help"], capture_output=True,
                             text=True, cwd=ROOT)
