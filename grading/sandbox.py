@@ -48,33 +48,36 @@ RESULT_LIMIT = 1_000_000  # bytes of result.json read back
 # Runs as root inside the new namespaces, then becomes nobody. $1 box, $2 repository,
 # $3 python, $4 the repository's folders to keep (space-separated), $5 the interpreter's
 # installation (sys.base_prefix) and $6 its first ancestor that nobody cannot enter (or ""),
-# $7... folders to hide. What is kept is bound aside in the box, the repository (and that
-# private ancestor, e.g. /root for a pyenv Python) is covered by an empty tmpfs, and the
-# kept folders are moved back, read-only.
+# $7... folders to hide. What is kept is first bound aside on a staging tmpfs (at /dev/shm,
+# emptied at the end): the repository or the interpreter may lie under /tmp, which the box then
+# covers. The repository (and that private ancestor, e.g. /root for a pyenv Python) is covered
+# by an empty tmpfs, and the kept folders are moved back, read-only.
 NAMESPACE_SCRIPT = r'''
 set -eu
 box=$1 repo=$2 python=$3 keep=$4 base=$5 cover=$6; shift 6
-mount --bind "$box" /tmp
-cd /tmp
-mkdir .keep
+stage=/dev/shm/.keep
+mount -t tmpfs -o size=64k,mode=0700 tmpfs /dev/shm
+mkdir "$stage"
 kept=""
 for name in $keep; do
     if [ -d "$repo/$name" ]; then
-        mkdir ".keep/$name"; mount --bind "$repo/$name" ".keep/$name"; kept="$kept $name"
+        mkdir "$stage/$name"; mount --bind "$repo/$name" "$stage/$name"; kept="$kept $name"
     fi
 done
+if [ -n "$cover" ]; then mkdir "$stage/.base"; mount --bind "$base" "$stage/.base"; fi
+mount --bind "$box" /tmp
+cd /tmp
 if [ -n "$cover" ]; then
-    mkdir .keep/.base; mount --bind "$base" .keep/.base
     mount -t tmpfs -o size=64k,mode=0755 tmpfs "$cover"
-    mkdir -p "$base"; mount --move .keep/.base "$base"; mount -o remount,bind,ro "$base"
+    mkdir -p "$base"; mount --move "$stage/.base" "$base"; mount -o remount,bind,ro "$base"
 fi
 mkdir -p "$repo"
 mount -t tmpfs -o size=64k,mode=0755 tmpfs "$repo"
 for name in $kept; do
-    mkdir "$repo/$name"; mount --move ".keep/$name" "$repo/$name"
+    mkdir "$repo/$name"; mount --move "$stage/$name" "$repo/$name"
     mount -o remount,bind,ro "$repo/$name"
 done
-rm -rf .keep
+umount /dev/shm
 for hidden in "$@"; do
     if [ -d "$hidden" ]; then mount -t tmpfs -o size=4k,mode=0000 tmpfs "$hidden"; fi
 done
