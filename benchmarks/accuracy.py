@@ -32,6 +32,7 @@ import torch
 
 from machine import describe_machine
 from nin_utils import NiN, Recipe, d2l_nin, fit, get_device, get_mode, load_fashion_mnist, seed_everything
+from nin_utils.evidence import mean_sd
 
 
 def parse_variant(text: str) -> tuple[str, dict, dict]:
@@ -102,11 +103,7 @@ def main() -> None:
                   + (f"  reached {args.target} after {reached:.0f} s" if reached else ""), flush=True)
     print(f"\n{'variant':<24}" + "".join(f"{f'epoch {e}':>16}" for e in range(1, budget.epochs + 1)) + f"{'s':>7}")
     for name, results in runs.items():
-        cells = []
-        for epoch in range(budget.epochs):
-            values = [r["test_acc"][epoch] for r in results]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.3f} ± {spread:.3f}")
+        cells = [mean_sd([r["test_acc"][epoch] for r in results]) for epoch in range(budget.epochs)]
         seconds = statistics.mean(r["seconds"][-1] for r in results)
         print(f"{name:<24}" + "".join(f"{c:>16}" for c in cells) + f"{seconds:>7.0f}")
     print(f"(mean ± standard deviation over seeds {args.seeds})")

@@ -34,7 +34,7 @@ from torch.utils import data
 from torchvision import transforms
 
 from machine import describe_machine, synchronize
-from nin_utils import NiN, Recipe, count_flops, fashion_mnist_root, load_fashion_mnist, train_step
+from nin_utils import NiN, Recipe, count_flops, fashion_mnist_root, get_device, load_fashion_mnist, train_step
 from nin_utils.training import autocast_dtype, make_optimization
 
 # ----------------------------------------------------------------------------------------
@@ -152,7 +152,7 @@ def main() -> None:
     args = parser.parse_args()
     recipe = Recipe(autocast=not args.float32)
     warnings.filterwarnings("ignore", message="This DataLoader will create")  # d2l's 4 workers on 2 cores
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = get_device()
     print(describe_machine(device), flush=True)
     fast_dtype = autocast_dtype(device, recipe) or torch.float32
     peaks = {torch.float32: matmul_peak(device, torch.float32), fast_dtype: matmul_peak(device, fast_dtype)}

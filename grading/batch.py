@@ -23,7 +23,7 @@ import nbformat
 from . import sandbox
 from .exercises import (BASELINE_ENV, BY_KEY, EXERCISES, HINT_LIMIT, TEST_TIMEOUT_ENV, TOTAL_POINTS,
                         otter_test_source)
-from .child import CELL_KEY, CELL_TIMEOUT_ENV, GRADING_CELL_TIMEOUT_ENV, MEMORY_ENV
+from .child import CELL_KEY, CELL_TIMEOUT_ENV, DEFAULT_CELL_TIMEOUT, GRADING_CELL_TIMEOUT_ENV, MEMORY_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "notebooks" / "05_exercises.ipynb"
@@ -36,7 +36,7 @@ IGNORE_TAG = "otter_ignore"  # otter skips cells with this tag
 class Settings:
     mode: str = "smoke"
     timeout: float = 600  # seconds per submission, all included
-    cell_timeout: int = 120  # seconds per notebook cell
+    cell_timeout: int = DEFAULT_CELL_TIMEOUT  # seconds per notebook cell
     test_timeout: int = 120  # seconds per exercise test
     baseline: float | None = None  # exercise 7's baseline; computed when None
     jobs: int = 1  # submissions graded at the same time

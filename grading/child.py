@@ -23,6 +23,7 @@ from pathlib import Path
 
 CELL_TIMEOUT_ENV = "NIN_GRADE_CELL_TIMEOUT"
 GRADING_CELL_TIMEOUT_ENV = "NIN_GRADE_GRADING_CELL_TIMEOUT"  # the cell otter appends to run the tests
+DEFAULT_CELL_TIMEOUT = 120  # seconds, when the grader does not set CELL_TIMEOUT_ENV
 OUTPUT_LIMIT = 5_000_000  # characters of cell output kept per notebook
 TEXT_LIMIT = 300  # characters of an error message kept for the report
 CELL_KEY = "nin_grading_cell"  # cell metadata: the code cell's number in the submission
@@ -40,7 +41,7 @@ def _patch_nbclient(problems: list[str]) -> None:
     """Cell time limit with interrupt, and an output cap, for every NotebookClient (otter's included)."""
     from nbclient import NotebookClient
 
-    cell_timeout = int(os.environ.get(CELL_TIMEOUT_ENV, 120))
+    cell_timeout = int(os.environ.get(CELL_TIMEOUT_ENV, DEFAULT_CELL_TIMEOUT))
     grading_timeout = int(os.environ.get(GRADING_CELL_TIMEOUT_ENV, 1200))
     original_init, original_output = NotebookClient.__init__, NotebookClient.output
 
@@ -89,7 +90,7 @@ def _cell_problems(notebook) -> list[str]:
             if out.get("output_type") == "error":
                 first = next((line for line in cell.source.splitlines() if line.strip()), "")[:60]
                 if out.get("ename") in INTERRUPTED:
-                    limit = os.environ.get(CELL_TIMEOUT_ENV, "120")
+                    limit = os.environ.get(CELL_TIMEOUT_ENV, DEFAULT_CELL_TIMEOUT)
                     lines.append(f"code cell {number} (`{first}`) ran past the time limit for a cell "
                                  f"({limit} s) and was interrupted")
                 else:

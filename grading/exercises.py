@@ -12,6 +12,7 @@ This module holds no answers: the checkers compare digests (see ``nin_utils.exer
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import signal
@@ -72,7 +73,7 @@ def train_short_budget(recipe) -> list:
     The same as the notebook's ``train_with`` (cell "Tuning the training recipe"), which the
     grader does not take from the submission: a student's notebook could redefine it.
     """
-    from nin_utils import NiN, fit, get_device, get_mode, load_fashion_mnist, seed_everything
+    from nin_utils import NiN, fit, get_device, get_mode, seed_everything
 
     budget, device = get_mode().short, get_device()
     data = _short_data(budget, device)
@@ -81,17 +82,11 @@ def train_short_budget(recipe) -> list:
                progress=False)
 
 
-_DATA: dict[Any, Any] = {}
-
-
+@functools.cache  # the data set is loaded once per budget and device, not once per submission's test
 def _short_data(budget, device):
     from nin_utils import load_fashion_mnist
 
-    key = (budget, str(device))
-    if key not in _DATA:
-        _DATA[key] = load_fashion_mnist(device=device, train_subset=budget.train_subset,
-                                        test_subset=budget.test_subset)
-    return _DATA[key]
+    return load_fashion_mnist(device=device, train_subset=budget.train_subset, test_subset=budget.test_subset)
 
 
 def baseline_accuracy() -> float:

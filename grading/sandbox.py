@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +97,6 @@ class Outcome:
     returncode: int | None
     output_head: str  # the first OUTPUT_KEEP bytes the child printed
     output_bytes: int  # how many it printed in all
-    problems: list[str] = field(default_factory=list)
 
 
 def _probe(command: list[str]) -> bool:
@@ -227,10 +226,7 @@ def _make_box(parent: Path) -> Path:
         _, uid, gid = SANDBOX_USER
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={BOX_SIZE},mode=0700,uid={uid},gid={gid}",
                         "tmpfs", str(box)], check=True)
-    elif isolation() == "user":
-        os.chown(box, SANDBOX_USER[1], SANDBOX_USER[2])
-        os.chmod(box, 0o700)
-    return box
+    return box  # mkdtemp made it 0700; run() gives it to nobody
 
 
 def _remove_box(box: Path) -> None:

@@ -9,6 +9,15 @@ import torch
 from nin_utils import load_fashion_mnist
 
 
+class Interrupt(Exception):
+    """Stands in for a lost session (a Colab disconnect) right after an epoch's checkpoint."""
+
+
+def disconnect(history):
+    """An ``on_epoch_end`` callback that interrupts training after the first epoch."""
+    raise Interrupt
+
+
 @pytest.fixture(scope="session")
 def fashion():
     """The real Fashion-MNIST, whole, on the CPU (loaded once per test session)."""

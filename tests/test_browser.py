@@ -18,7 +18,6 @@ import http.server
 import importlib.util
 import os
 import threading
-import tomllib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,11 +26,10 @@ import pytest
 import yaml
 from conftest import build_book
 
-from tools.setup_cell import TAGS, setup_cell
+from tools.setup_cell import setup_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 CHROMIUM = Path(os.environ.get("NIN_CHROMIUM", "/usr/bin/chromium"))  # another Chromium or Chrome: set NIN_CHROMIUM
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 EDITIONS = {"instructor": ROOT, "student": ROOT / "student"}
@@ -42,22 +40,6 @@ VIEWPORT = {"width": 1280, "height": 900}
 # sphinx-thebe's inline configuration script (`const THEBE_JS_URL = ...`) twice into every page's
 # <head>, and the second copy throws. Thebe (live code cells) is off in this book.
 IGNORED_PAGE_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
-
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")) + sorted((ROOT / "student" / "notebooks").glob("[0-9]*.ipynb"))
-
-
-# --- The setup cell (no browser needed) -------------------------------------------------------
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_first_cell_is_the_hidden_setup_cell(path):
-    """Exactly tools/setup_cell.py's cell: the configured repository URL at the current release."""
-    first = nbformat.read(path, as_version=4).cells[0]
-    fix = "python tools/make_student.py" if "student" in path.parts else "python tools/setup_cell.py"
-    assert first.cell_type == "code" and first.source == setup_cell(), (
-        f"{path.relative_to(ROOT)}: the first cell is not tools/setup_cell.py's: run `{fix}`")
-    assert first.metadata.get("tags") == TAGS
-    assert f"git+{CONFIG['repository']['url']}@v{VERSION}" in first.source
-
 
 # --- Building, serving and visiting ------------------------------------------------------------
 

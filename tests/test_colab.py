@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tomllib
 from pathlib import Path
 
 import nbformat
@@ -27,10 +26,12 @@ import pytest
 import yaml
 from nbclient import NotebookClient
 
+from tools.setup_cell import release
+
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTER = ROOT / "notebooks" / "01_one_by_one_convolution.ipynb"
 URL = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+VERSION = release()[0]
 KERNEL = "colab-like"
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@localhost",
                 "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@localhost"}
@@ -138,8 +139,9 @@ def colab(tmp_path_factory):
         _run("git", "config", "--global", f"url.{clone.as_uri()}.insteadOf", URL)
         notebook = nbformat.read(folder / CHAPTER.name, as_version=4)
         client = NotebookClient(notebook, kernel_name=KERNEL, timeout=900, startup_timeout=120,
+                                allow_errors=True,  # every cell runs; test_every_cell_ran_without_error reports
                                 resources={"metadata": {"path": str(folder)}})
-        client.execute()  # raises CellExecutionError on the first failing cell
+        client.execute()
         after = probe(python, folder)
     finally:
         patch.undo()

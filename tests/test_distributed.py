@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import Interrupt, disconnect
 from nin_utils import CheckpointError, DistributedError, NiN, Recipe, fit, load_checkpoint, load_fashion_mnist
 from nin_utils import distributed
 from nin_utils.distributed_exercises import check_accumulate, check_ring_all_reduce, check_shard
@@ -39,18 +40,10 @@ def fresh_nin():
     return NiN(dropout=0.0, zero_init_last=False)
 
 
-class _Interrupt(Exception):
-    """Stands in for a lost session right after epoch 1's checkpoint."""
-
-
-def _disconnect(history):
-    raise _Interrupt
-
-
 def _first_epoch_then_stop(data, recipe, checkpoint):
-    with contextlib.suppress(_Interrupt):
+    with contextlib.suppress(Interrupt):
         fit(fresh_nin(), data, recipe, epochs=EPOCHS, resolution=RESOLUTION, checkpoint=checkpoint,
-            on_epoch_end=_disconnect, progress=False)
+            on_epoch_end=disconnect, progress=False)
 
 
 # ----------------------------------------------------------------- what each of the two processes does

@@ -11,9 +11,11 @@ import nbformat
 import pytest
 
 from tools.execute_notebooks import GUIDE, STAMP, code_hash, guide_with_table, modules_used
+from tools.setup_cell import TAGS, setup_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+STUDENT_NOTEBOOKS = sorted((ROOT / "student" / "notebooks").glob("[0-9]*.ipynb"))
 
 
 def load(path):
@@ -25,6 +27,16 @@ def test_every_notebook_is_in_the_table_of_contents_and_vice_versa():
     listed = set(re.findall(r"file: (notebooks/\S+)", toc))
     assert listed == {f"notebooks/{p.stem}" for p in NOTEBOOKS}
     assert len(NOTEBOOKS) >= 3
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + STUDENT_NOTEBOOKS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_first_cell_is_the_hidden_setup_cell(path):
+    """Exactly tools/setup_cell.py's cell: the configured repository URL at the current release."""
+    first = load(path).cells[0]
+    fix = "python tools/make_student.py" if "student" in path.parts else "python tools/setup_cell.py"
+    assert first.cell_type == "code" and first.source == setup_cell(), (
+        f"{path.relative_to(ROOT)}: the first cell is not tools/setup_cell.py's: run `{fix}`")
+    assert first.metadata.get("tags") == TAGS
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

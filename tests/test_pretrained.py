@@ -1,5 +1,6 @@
 """The shipped network: it loads without training, scores what its card says, and refuses a bad file."""
 
+import dataclasses
 import hashlib
 
 import pytest
@@ -22,7 +23,7 @@ def test_the_shipped_network_scores_its_stated_accuracy(fashion):
     model = load_pretrained()
     assert isinstance(model, NiN) and not model.training
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    float32 = Recipe(**{**card["recipe"], "autocast": False})
+    float32 = dataclasses.replace(Recipe.from_dict(card["recipe"]), autocast=False)
     accuracy = evaluate(model, fashion, resolution=card["resolution"], recipe=float32)
     assert len(fashion.test_labels) == 10_000
     assert accuracy == pytest.approx(card["test_acc"], abs=0.002)

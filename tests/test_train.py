@@ -1,5 +1,4 @@
 import dataclasses
-import math
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import torch
 import nin_utils.training as training
 from nin_utils import (CHANCE_LOSS, CheckpointError, NiN, PlateauWarning, Recipe, evaluate, fit,
                        load_checkpoint, load_fashion_mnist, train_step)
+from conftest import Interrupt, disconnect
 from nin_utils.train import main
 from nin_utils.training import LOG_EVERY, PLATEAU_STEPS, _warn_if_stalled, make_optimization
 
@@ -110,19 +110,11 @@ def test_model_and_data_on_different_devices_is_a_clear_error(tiny):
 
 # ----------------------------------------------------------------- checkpoints
 
-class _Interrupt(Exception):
-    """Stands in for a Colab disconnect."""
-
-
-def _disconnect(history):
-    raise _Interrupt
-
-
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny, tmp_path):
     straight, straight_history = _train(tiny, 2)
     checkpoint = tmp_path / "run.pt"
-    with pytest.raises(_Interrupt):  # dies right after epoch 1's checkpoint is written
-        _train(tiny, 2, checkpoint=checkpoint, on_epoch_end=_disconnect)
+    with pytest.raises(Interrupt):  # dies right after epoch 1's checkpoint is written
+        _train(tiny, 2, checkpoint=checkpoint, on_epoch_end=disconnect)
     assert len(load_checkpoint(checkpoint)["history"]) == 1
     resumed, resumed_history = _train(tiny, 2, checkpoint=checkpoint, resume=True)
     assert [s.epoch for s in resumed_history] == [1, 2]

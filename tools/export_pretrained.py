@@ -12,6 +12,7 @@ number). ``make pretrained`` runs the training and then this.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -49,7 +50,7 @@ def main() -> None:
     }
     CARD.write_text(json.dumps(card, indent=1) + "\n")
     data = load_fashion_mnist(device="cpu")
-    float32 = Recipe(**{**state["recipe"], "autocast": False})
+    float32 = dataclasses.replace(Recipe.from_dict(state["recipe"]), autocast=False)
     card["test_acc"] = evaluate(load_pretrained(), data, resolution=budget["resolution"], recipe=float32)
     CARD.write_text(json.dumps(card, indent=1) + "\n")
     print(f"wrote {WEIGHTS} ({WEIGHTS.stat().st_size / 1e6:.1f} MB) and {CARD}: test accuracy "

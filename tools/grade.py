@@ -18,16 +18,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grading.batch import Settings, grade_all  # noqa: E402
+from grading.child import DEFAULT_CELL_TIMEOUT  # noqa: E402
+from nin_utils.config import MODES  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("submissions", type=Path, help="folder with one .ipynb per student")
     parser.add_argument("--out", type=Path, required=True, help="folder for grades.csv, feedback/, report.txt")
-    parser.add_argument("--mode", default="smoke", choices=["smoke", "quick", "full"],
+    parser.add_argument("--mode", default="smoke", choices=list(MODES),
                         help="NIN_MODE for the notebooks; exercise 7 trains on its short budget (default: smoke)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per notebook, all included (600)")
-    parser.add_argument("--cell-timeout", type=int, default=120, help="seconds per notebook cell (120)")
+    parser.add_argument("--cell-timeout", type=int, default=DEFAULT_CELL_TIMEOUT,
+                        help=f"seconds per notebook cell ({DEFAULT_CELL_TIMEOUT})")
     parser.add_argument("--test-timeout", type=int, default=120, help="seconds per exercise test (120)")
     parser.add_argument("--baseline", type=float, help="exercise 7's baseline accuracy (default: computed)")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at the same time (1)")
