@@ -38,6 +38,7 @@ class Budget:
     resolution: int  # images are resized to resolution x resolution px on the device
 
     def describe(self) -> str:
+        """``"all 60,000 training images, 4 epochs at 72 px; tested on all 10,000"``."""
         train = f"all {TRAIN_SIZE:,}" if self.train_subset is None else f"{self.train_subset:,}"
         test = f"all {TEST_SIZE:,}" if self.test_subset is None else f"{self.test_subset:,}"
         epochs = f"{self.epochs} epoch" + ("s" if self.epochs != 1 else "")
@@ -55,6 +56,7 @@ class Mode:
     short: Budget
 
     def describe(self) -> str:
+        """The mode's name and its main budget, as every notebook prints it."""
         return f"{self.name} mode: {self.main.describe()}"
 
 

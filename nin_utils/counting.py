@@ -70,6 +70,8 @@ def params_by_layer(model: nn.Module) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class LayerRow:
+    """One layer of a ``layer_table``: what it is, its output and its cost for one image."""
+
     name: str
     layer: str  # e.g. "Conv2d(1, 96, 11x11, s4)"
     output_shape: tuple[int, ...]  # (C, H, W) or (features,), batch dimension dropped

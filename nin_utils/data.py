@@ -59,9 +59,11 @@ class FashionMNISTData:
 
     @property
     def device(self) -> torch.device:
+        """Where the images live (and where batches are made)."""
         return self.train_images.device
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images, labels)`` of ``"train"`` or ``"test"``: uint8 ``(N, 28, 28)`` and int64 ``(N,)``."""
         if name == "train":
             return self.train_images, self.train_labels
         if name == "test":
@@ -69,6 +71,7 @@ class FashionMNISTData:
         raise ValueError(f"Unknown split {name!r}: use 'train' or 'test'.")
 
     def num_batches(self, split: str, batch_size: int) -> int:
+        """How many batches of ``batch_size`` one pass over ``split`` takes (the last may be smaller)."""
         return -(-len(self.split(split)[1]) // batch_size)
 
     def batches(self, split: str, batch_size: int, resolution: int, *,
@@ -81,13 +84,17 @@ class FashionMNISTData:
         using the training set's statistics; otherwise pixels are in [0, 1].
         """
         images, labels = self.split(split)
-        order = None
-        if shuffle_seed is not None:
-            generator = torch.Generator().manual_seed(shuffle_seed)
-            order = torch.randperm(len(labels), generator=generator).to(self.device)
+        order = None if shuffle_seed is None else self.shuffled_order(split, shuffle_seed)
         for start in range(0, len(labels), batch_size):
             index = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
             yield to_model_input(images[index], resolution, normalize), labels[index]
+
+
+    def shuffled_order(self, split: str, shuffle_seed: int) -> torch.Tensor:
+        """A permutation of the split's indices, on the device: the same seed gives the same order
+        (in every process of a distributed run too)."""
+        generator = torch.Generator().manual_seed(shuffle_seed)
+        return torch.randperm(len(self.split(split)[1]), generator=generator).to(self.device)
 
 
 def to_model_input(images: torch.Tensor, resolution: int, normalize: bool = True) -> torch.Tensor:

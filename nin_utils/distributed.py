@@ -5,7 +5,8 @@ per GPU (or per share of the CPU cores), and tells each who it is through enviro
 variables: ``RANK`` (0 to N-1), ``WORLD_SIZE`` (N), ``LOCAL_RANK`` (its number on this
 machine), ``MASTER_ADDR`` and ``MASTER_PORT`` (where they meet). ``setup`` reads them and
 joins the process group: NCCL between GPUs, Gloo between CPUs. Then ``fit`` needs three
-things from here, and nothing else in the loop changes:
+things from here (besides checks, seeds per process and sums over the processes for its
+statistics), and nothing else in the loop changes:
 
 * ``shard_batches``: every process shuffles the training set with the epoch's seed (so all
   agree on the order), cuts it into global batches of ``batch_size x world_size`` images and
@@ -196,9 +197,8 @@ def _first_line(error: BaseException) -> str:
 
 # ----------------------------------------------------------------------------- what fit uses
 
-def check_divisible(train_size: int, world: int | None = None) -> None:
-    """Raise ``ValueError`` unless ``train_size`` images split evenly among the processes."""
-    world = world_size() if world is None else world
+def check_divisible(train_size: int, world: int) -> None:
+    """Raise ``ValueError`` unless ``train_size`` images split evenly among ``world`` processes."""
     if train_size % world:
         fits = train_size - train_size % world
         raise ValueError(f"The {train_size:,} training images cannot be split evenly among {world} "
@@ -217,13 +217,9 @@ def shard_batches(data: FashionMNISTData, batch_size: int, resolution: int, *, s
     part every epoch. Alone, this is ``data.batches("train", ...)`` itself.
     """
     world = world_size()
-    if world == 1:
-        yield from data.batches("train", batch_size, resolution, shuffle_seed=shuffle_seed, normalize=normalize)
-        return
     images, labels = data.split("train")
     check_divisible(len(labels), world)
-    # The order FashionMNISTData.batches uses for this seed (a test keeps the two in step).
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(shuffle_seed)).to(data.device)
+    order = data.shuffled_order("train", shuffle_seed)  # the order of data.batches for this seed
     for start in range(0, len(labels), batch_size * world):
         mine = order[start:start + batch_size * world].tensor_split(world)[rank()]
         yield to_model_input(images[mine], resolution, normalize), labels[mine]
@@ -238,10 +234,11 @@ def wrap(model: nn.Module) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def process_seed(seed: int, epoch: int) -> int:
-    """The random seed of one process for one epoch: each process draws its own dropout masks,
-    and a resumed run draws the same ones as an uninterrupted run."""
-    return (seed * 100_003 + epoch) * 1_009 + rank()
+def process_seed(shuffle_seed: int) -> int:
+    """The random seed of this process for the epoch whose batch order ``shuffle_seed`` fixes:
+    each process draws its own dropout masks, and a resumed run draws the same ones as an
+    uninterrupted run."""
+    return shuffle_seed * 1_009 + rank()
 
 
 def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:

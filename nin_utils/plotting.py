@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from .counting import layer_table
 from .data import CHANCE_LOSS, FASHION_CLASSES
+from .evidence import mean_and_sd
 
 if TYPE_CHECKING:  # for annotations only: plotting depends on no training code
     from .training import EpochStats
@@ -146,7 +147,7 @@ def overlay_maps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str]
     return fig
 
 
-def plot_seed_spread(results: dict[str, list[float]], title: str = "", ylabel: str = "test accuracy") -> Figure:
+def plot_seed_spread(results: dict[str, list[float]], title: str = "", quantity: str = "test accuracy") -> Figure:
     """One row per variant: every seed's value as a dot, the mean ± standard deviation as a bar.
 
     Two variants differ only where their bars do not overlap; overlapping bars mean
@@ -154,14 +155,12 @@ def plot_seed_spread(results: dict[str, list[float]], title: str = "", ylabel: s
     """
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(results) + 1.2), layout="constrained")
     for row, (label, values) in enumerate(results.items()):
-        values_t = torch.tensor(values, dtype=torch.float64)
-        mean = values_t.mean().item()
-        sd = values_t.std().item() if len(values) > 1 else 0.0
+        mean, sd = mean_and_sd(values)
         ax.errorbar(mean, row, xerr=sd, fmt="s", color="C0", capsize=4, ms=6, zorder=2)
         ax.plot(values, [row] * len(values), "o", color="C1", alpha=0.7, ms=4, zorder=3)
     ax.set_yticks(range(len(results)), list(results))
     ax.invert_yaxis()
-    ax.set(xlabel=f"{ylabel} (dots: seeds; square and bar: mean ± sd)", title=title)
+    ax.set(xlabel=f"{quantity} (dots: seeds; square and bar: mean ± sd)", title=title)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
@@ -171,17 +170,21 @@ def draw_architecture(model: torch.nn.Module, resolution: int, title: str = "") 
     its height growing with the map side and its width with the channels, the output shape
     below it; a bracket marks each NiN (mlpconv) block: a k x k conv and its 1 x 1 convs."""
     table = layer_table(model, resolution)
+    modules = dict(model.named_modules())
     colours = {"conv": "tab:blue", "1x1": "tab:orange", "pool": "tab:green", "gap": "tab:red"}
     boxes = [("input", table.input_shape, "lightgray")]
     for row in table.rows:
-        if row.layer.startswith("Conv2d"):
-            kernel = row.layer.split(", ")[2].split(",")[0].rstrip(")")
+        module = modules[row.name]
+        if isinstance(module, torch.nn.Conv2d):
             boxes.append((row.layer.removeprefix("Conv2d"), row.output_shape,
-                          colours["1x1" if kernel == "1x1" else "conv"]))
-        elif row.layer.startswith("MaxPool2d"):
-            boxes.append(("max pool 3x3, s2", row.output_shape, colours["pool"]))
-        elif row.layer == "AdaptiveAvgPool2d":
+                          colours["1x1" if module.kernel_size == (1, 1) else "conv"]))
+        elif isinstance(module, torch.nn.MaxPool2d):
+            boxes.append((f"max pool {module.kernel_size}x{module.kernel_size}, s{module.stride}",
+                          row.output_shape, colours["pool"]))
+        elif isinstance(module, torch.nn.AdaptiveAvgPool2d):
             boxes.append(("global avg pool", row.output_shape, colours["gap"]))
+    last_conv = max(i for i, row in enumerate(table.rows) if isinstance(modules[row.name], torch.nn.Conv2d))
+    relu_after_last = any(isinstance(modules[row.name], torch.nn.ReLU) for row in table.rows[last_conv:])
     fig, ax = plt.subplots(figsize=(12, 3.8), layout="constrained")
     x, block_start, blocks = 0.0, None, 0
     for i, (label, shape, colour) in enumerate(boxes):
@@ -202,7 +205,7 @@ def draw_architecture(model: torch.nn.Module, resolution: int, title: str = "") 
             block_start = None
         x += width + 0.35
     for kind, colour in colours.items():
-        ax.plot([], [], "s", color=colour, label={"conv": "k x k conv + ReLU", "1x1": "1 x 1 conv + ReLU",
+        ax.plot([], [], "s", color=colour, label={"conv": "k x k conv + ReLU", "1x1": "1 x 1 conv + ReLU" + ("" if relu_after_last else " (not the last)"),
                                                    "pool": "max pooling", "gap": "global average pooling"}[kind])
     ax.legend(loc="upper right", fontsize=8, ncols=4, frameon=False)
     ax.set(xlim=(-0.3, x), ylim=(-8.2, 8.5), title=title or f"NiN at {resolution} x {resolution} px "

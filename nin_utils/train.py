@@ -57,6 +57,7 @@ def _positive(kind: type) -> Callable[[str], int | float]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line's options (``argv``, else ``sys.argv``); a bad one exits 2 with one sentence."""
     default = Recipe()
     parser = _Parser(prog=PROG, description="Train NiN on Fashion-MNIST with the course recipe and "
                                             "save a checkpoint after every epoch.")

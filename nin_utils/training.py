@@ -3,7 +3,7 @@
 ``Recipe`` holds every choice about *how* to train, with one default each;
 ``fit`` adds the budget (epochs, resolution, seed) and the plumbing: progress
 bar, history, checkpoint and resume. ``train_step`` is the only place a
-gradient step happens: ``fit``, the benchmarks and chapter 4 all use it.
+gradient step happens: ``fit`` and the benchmarks use it, and chapter 4 shows it.
 
 The course recipe (``Recipe()``) differs from d2l's (``Recipe.d2l()``) because
 d2l's stalls at loss ln 10 on a small budget (chapter 4 shows it):
@@ -104,6 +104,8 @@ class Recipe:
 
 @dataclass
 class EpochStats:
+    """What ``fit`` records after each epoch (its history is a list of these)."""
+
     epoch: int  # 1-based
     train_loss: float
     train_acc: float  # on the training batches as seen, dropout on
@@ -126,9 +128,11 @@ class Optimization:
     scaler: torch.amp.GradScaler  # loss scaling, active only for float16
 
     def state_dict(self) -> dict[str, Any]:
+        """The optimizer's, scheduler's and scaler's states, for a checkpoint."""
         return {name: getattr(self, name).state_dict() for name in ("optimizer", "scheduler", "scaler")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` saved."""
         for name in ("optimizer", "scheduler", "scaler"):
             getattr(self, name).load_state_dict(state[name])
 
@@ -232,7 +236,7 @@ def fit(model: nn.Module, data: FashionMNISTData, recipe: Recipe | None = None, 
     warned = False
     for epoch in range(len(history) + 1, epochs + 1):
         if world > 1:
-            torch.manual_seed(distributed.process_seed(seed, epoch))  # each process its own dropout
+            torch.manual_seed(distributed.process_seed(_shuffle_seed(seed, epoch)))  # its own dropout
         model.train()
         start = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
@@ -310,10 +314,10 @@ def autocast(device: torch.device, recipe: Recipe) -> torch.autocast:
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def autocast_dtype(device: torch.device, recipe: Recipe | None = None) -> torch.dtype | None:
+def autocast_dtype(device: torch.device, recipe: Recipe) -> torch.dtype | None:
     """The reduced precision ``device`` computes fast in, or ``None`` for plain float32
     (also when ``recipe.autocast`` is off)."""
-    if recipe is not None and not recipe.autocast:
+    if not recipe.autocast:
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
