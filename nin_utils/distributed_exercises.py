@@ -3,9 +3,9 @@ accumulation with ``no_sync``. Each prints ✅ or ❌ with a hint and returns Tr
 
 Like ``nin_utils.exercises`` (whose ``_checker`` wrapper they share): every ``check_*`` takes the
 student's function as an argument and reads nothing else from the notebook, never raises on a
-wrong or unfinished answer, and holds no answer key. Each checks the property that defines a
-right answer (every image once per epoch, the same batches as one process; the sum everywhere,
-through neighbours only; the step of the whole batch) on cases of its own.
+wrong or unfinished answer, and holds no answer key. Each checks the properties that define a
+right answer (every image once per epoch, dealt like cards, the same batches as one process;
+the sum everywhere, through neighbours only; the step of the whole batch) on cases of its own.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ SHARD_CASES = [(24, 4, 3), (20, 3, 2), (10, 5, 1), (16, 8, 4)]  # (images, batch
 @_checker
 def check_shard(shard: Callable[[torch.Tensor, int, int, int], Sequence[torch.Tensor]]) -> str:
     """Exercise 1: ``shard(order, batch_size, rank, world_size)`` lists the index tensors process
-    ``rank`` trains on, step by step; together the processes take the steps of one process with
-    batch ``batch_size * world_size``, each an equal part of every step."""
+    ``rank`` trains on, step by step, dealt like cards as ``DistributedSampler`` does; together the
+    processes take the steps of one process with batch ``batch_size * world_size``, each an equal
+    part of every step."""
+    hands = []  # what each case dealt, checked once the properties hold in every case
     for images, batch, world in SHARD_CASES:
         order = torch.randperm(images, generator=torch.Generator().manual_seed(images + world))
         where = f"{images} images, batch {batch} per process, {world} processes"
@@ -58,6 +60,13 @@ def check_shard(shard: Callable[[torch.Tensor, int, int, int], Sequence[torch.Te
                     f"{where}: at step {step + 1} the processes together do not have the images one process "
                     f"with batch {global_batch} would (order[{step * global_batch}:{(step + 1) * global_batch}]): "
                     f"an image is missing, repeated, or from another step.")
+        hands.append((where, order, world, parts))
+    for where, order, world, parts in hands:  # the same global batches can be cut up in other ways
+        for rank, steps in enumerate(parts):
+            _expect(torch.equal(torch.cat(steps), order[rank::world]),
+                    f"{where}: process {rank} does not train on images {rank}, {rank} + {world}, "
+                    f"{rank} + 2 x {world}, ... of the order, in that order: deal the order like cards, "
+                    f"then cut each hand into batches of batch_size.")
     return (f"right in all {len(SHARD_CASES)} cases: every image once per epoch, equal parts, and the same "
             f"steps as one process with batch_size x world_size.")
 

@@ -257,8 +257,8 @@ def check_fc_head(build_nin_fc_head: Callable[[], nn.Module]) -> str:
     target = count_params(NiN()) + flat * 10 + 10
     _expect_logits(model, 224)
     params = count_params(model)
-    _expect(params == target, f"{params:,} parameters; expected {target:,} = NiN's "
-            f"{count_params(NiN()):,} + a Linear({flat}, 10) with {flat * 10 + 10:,}.")
+    _expect(params == target, f"{params:,} parameters; expected NiN's {count_params(NiN()):,} plus those "
+            f"of one Linear layer from the flattened class maps to the 10 logits (weights and biases).")
     _expect(not _accepts(model, 96), "Your network accepts 96-px images, so it still pools over "
             "space: replace global average pooling by nn.Flatten() and nn.Linear(10 * 5 * 5, 10).")
     return (f"{params:,} parameters, (2, 10) at 224 px, and 96-px images fail (NiN with GAP "
@@ -289,7 +289,7 @@ def check_memory(activation_memory: Callable[[nn.Module, int, int], tuple[int, i
                 f"the largest (input + output) of a single layer.")
     training, peak = activation_memory(NiN(), 128, 224)
     return (f"batch of 128 at 224 px, float32: training keeps {_mb(training)} of activations; "
-            f"inference needs at most {_mb(peak)} at a time ({training / peak:.0f}x less).")
+            f"inference needs at most {_mb(peak)} at a time ({training / peak:.1f}x less).")
 
 
 # ----------------------------------------------------------------------------- exercise 7

@@ -345,7 +345,7 @@ def _accumulate(divide=True, sync_all=False, last_in_no_sync=False, zero_between
 @pytest.mark.parametrize("check, answer, mark, phrase", [
     (check_shard, _stub, "❌", "Not done yet"),
     (check_shard, _deal, "✅", "same steps as one process"),
-    (check_shard, _parts, "✅", "same steps as one process"),
+    (check_shard, _parts, "❌", "deal the order like cards"),  # nin_utils's way: right batches, not dealt
     (check_shard, _every_nth_batch, "❌", "the processes take [4, 3] steps"),
     (check_shard, _contiguous_halves, "❌", "do not have the images one process with batch 12 would"),
     (check_ring_all_reduce, _stub, "❌", "Not done yet"),
