@@ -47,15 +47,10 @@ class Evidence:
         return f"{self.budget}; {self.machine}; {self.date}; `{self.command}`"
 
 
-def mean_and_sd(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation of ``values`` (0 for a single value)."""
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def mean_sd(values: list[float]) -> str:
-    """``"0.912 ± 0.004"``: ``mean_and_sd`` as the chapters print it."""
-    mean, spread = mean_and_sd(values)
-    return f"{mean:.3f} ± {spread:.3f}"
+    """``"0.912 ± 0.004"``: mean and sample standard deviation (0 for a single value)."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
 
 
 def load_evidence(name: str) -> Evidence:

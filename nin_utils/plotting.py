@@ -4,6 +4,7 @@ maps, class maps, and NiN's architecture."""
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,6 @@ from matplotlib.figure import Figure
 
 from .counting import layer_table
 from .data import CHANCE_LOSS, FASHION_CLASSES
-from .evidence import mean_and_sd
 
 if TYPE_CHECKING:  # for annotations only: plotting depends on no training code
     from .training import EpochStats
@@ -155,7 +155,7 @@ def plot_seed_spread(results: dict[str, list[float]], title: str = "", quantity:
     """
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(results) + 1.2), layout="constrained")
     for row, (label, values) in enumerate(results.items()):
-        mean, sd = mean_and_sd(values)
+        mean, sd = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
         ax.errorbar(mean, row, xerr=sd, fmt="s", color="C0", capsize=4, ms=6, zorder=2)
         ax.plot(values, [row] * len(values), "o", color="C1", alpha=0.7, ms=4, zorder=3)
     ax.set_yticks(range(len(results)), list(results))
