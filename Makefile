@@ -6,7 +6,8 @@ PYTHON  := $(VENV)/bin/python
 DATA    := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 # Student notebooks that are not copies of the instructor's (those had solution cells removed).
-STUDENT_OWN := $(patsubst %,student/%,$(shell grep -l '"solution"' notebooks/*.ipynb))
+# `=`, not `:=`: run when a recipe uses it, after setup has made the venv.
+STUDENT_OWN = $(shell $(PYTHON) tools/make_student.py --list-own)
 # The shipped network (nin_utils/weights): the course recipe, longer, on all 60,000 images.
 PRETRAINED_ARGS := --mode quick --epochs 12 --resolution 96 --seed 0
 
@@ -77,9 +78,16 @@ pretrained: setup
 		&& $(PYTHON) tools/export_pretrained.py checkpoints/pretrained.pt --seconds $$(( $$(date +%s) - start )) \
 		--command "python -m nin_utils.train $(PRETRAINED_ARGS)"
 
-# Tag the release that the notebooks' setup cell installs in Colab (tools/setup_cell.py).
-release:
+# Tag the release that the notebooks' setup cell installs in Colab (tools/setup_cell.py): only a
+# committed tree (the tag names what was tested) that passes every test.
+release: clean-tree
+	$(MAKE) test
 	git tag v$(VERSION)
+
+.PHONY: clean-tree
+clean-tree:
+	@status=$$(git status --porcelain) || exit 1; test -z "$$status" || { echo "make release: the working tree has changes that are not \
+	committed (git status --porcelain): commit or remove them first, so that the tag names what was tested." >&2; exit 1; }
 
 # Grade a class's chapter-5 notebooks, one <student>.ipynb each (book/instructors.md, "Grading a class"),
 # as root so that each runs sandboxed: make grade SUBMISSIONS=folder [OUT=folder] [GRADE_ARGS="--jobs 2"].

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from machine import describe_machine
-from nin_utils import NiN, Recipe, d2l_nin, fit, get_device, get_mode, load_fashion_mnist, seed_everything
+from nin_utils import Callback, NiN, Recipe, d2l_nin, fit, get_device, get_mode, load_fashion_mnist, seed_everything
 from nin_utils.evidence import mean_sd
 
 
@@ -61,6 +61,16 @@ def build(net: dict, resolution: int) -> torch.nn.Module:
     return NiN(**{"resolution": resolution, **net} if net.get("head") == "fc" else net)
 
 
+class Stopwatch(Callback):
+    """Seconds from its creation to the end of each epoch (evaluation included)."""
+
+    def __init__(self) -> None:
+        self.start, self.elapsed = time.perf_counter(), []
+
+    def on_epoch_end(self, history: list) -> None:
+        self.elapsed.append(round(time.perf_counter() - self.start, 1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", help="default: $NIN_MODE, else by device")
@@ -71,7 +81,8 @@ def main() -> None:
     parser.add_argument("--test-subset", type=int)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--variant", action="append", default=[], help="name: key=value, ... (repeatable)")
-    parser.add_argument("--target", type=float, help="report when each run first reaches this test accuracy")
+    parser.add_argument("--target", type=float, help="report when each run first reaches this test accuracy, "
+                        "and exit 1 if a variant's final test accuracy (mean over seeds) is below it")
     parser.add_argument("--out", type=Path, help="write the runs here as JSON")
     args = parser.parse_args()
 
@@ -90,11 +101,10 @@ def main() -> None:
         for name, net, changes in variants:
             seed_everything(seed)
             model = build(net, budget.resolution).to(device)
-            start = time.perf_counter()
-            elapsed: list[float] = []
-            history = fit(model, data, make_recipe(changes), epochs=budget.epochs, resolution=budget.resolution,
-                          seed=seed, progress=False,
-                          on_epoch_end=lambda h: elapsed.append(round(time.perf_counter() - start, 1)))
+            stopwatch = Stopwatch()
+            history = fit(model, data, make_recipe(changes), budget, seed=seed, progress=False,
+                          callbacks=[stopwatch])
+            elapsed = stopwatch.elapsed
             accs = [round(s.test_acc, 4) for s in history]
             runs[name].append({"seed": seed, "test_acc": accs, "seconds": elapsed,
                                "train_loss": [round(s.train_loss, 4) for s in history]})
@@ -117,6 +127,16 @@ def main() -> None:
                          for name, net, changes in variants},
         }, indent=1) + "\n")
         print(f"wrote {args.out}")
+    missed = [] if args.target is None else below_target(runs, args.target)
+    if missed:
+        sys.exit("\n".join(missed))
+
+
+def below_target(runs: dict[str, list[dict]], target: float) -> list[str]:
+    """One sentence for each variant whose final test accuracy, mean over its runs, is below ``target``."""
+    finals = {name: statistics.mean(r["test_acc"][-1] for r in results) for name, results in runs.items()}
+    return [f"{name}: final test accuracy {acc:.4f} (mean over {len(runs[name])} seed(s)) is below the "
+            f"target {target}" for name, acc in finals.items() if acc < target]
 
 
 if __name__ == "__main__":

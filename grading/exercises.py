@@ -78,8 +78,7 @@ def train_short_budget(recipe) -> list:
     budget, device = get_mode().short, get_device()
     data = _short_data(budget, device)
     seed_everything(0)
-    return fit(NiN().to(device), data, recipe, epochs=budget.epochs, resolution=budget.resolution,
-               progress=False)
+    return fit(NiN().to(device), data, recipe, budget, progress=False)
 
 
 @functools.cache  # the data set is loaded once per budget and device, not once per submission's test

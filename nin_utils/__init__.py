@@ -7,13 +7,14 @@ from .counting import (LayerTable, conv_output_size, count_flops, count_params, 
 from .data import (CHANCE_LOSS, FASHION_CLASSES, DataNotFoundError, FashionMNISTData,
                    fashion_mnist_root, load_fashion_mnist, to_model_input)
 from .distributed import DistributedError
+from .errors import UserError
 from .models import NiN, class_maps, d2l_nin, nin_block
 from .evidence import load_evidence
 from .pretrained import load_pretrained, pretrained_card
 from .plotting import (LivePlot, draw_architecture, overlay_maps, plot_confusion, plot_history,
                        plot_seed_spread, show_images, show_maps)
-from .training import (EpochStats, PlateauWarning, Recipe, evaluate, fit, predictions,
-                       train_step)
+from .training import (Callback, EpochStats, PlateauWarning, PlateauWatch, Recipe, evaluate, fit,
+                       predictions, train_step)
 
 __all__ = [
     "CheckpointError", "load_checkpoint",
@@ -24,9 +25,10 @@ __all__ = [
     "load_fashion_mnist",
     "to_model_input",
     "DistributedError",
+    "UserError",
     "NiN", "class_maps", "d2l_nin", "nin_block",
     "load_evidence", "load_pretrained", "pretrained_card",
     "LivePlot", "draw_architecture", "overlay_maps", "plot_confusion", "plot_history", "plot_seed_spread",
     "show_images", "show_maps",
-    "EpochStats", "PlateauWarning", "Recipe", "evaluate", "fit", "predictions", "train_step",
+    "Callback", "EpochStats", "PlateauWarning", "PlateauWatch", "Recipe", "evaluate", "fit", "predictions", "train_step",
 ]

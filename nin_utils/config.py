@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import UserError
+
 TRAIN_SIZE, TEST_SIZE = 60_000, 10_000  # Fashion-MNIST's two splits
 
 
@@ -36,6 +38,12 @@ class Budget:
     test_subset: int | None  # None: all 10,000 test images
     epochs: int
     resolution: int  # images are resized to resolution x resolution px on the device
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "resolution"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise UserError(f"{name}={value!r} is invalid: it must be a whole number >= 1.")
 
     def describe(self) -> str:
         """``"all 60,000 training images, 4 epochs at 72 px; tested on all 10,000"``."""
@@ -90,12 +98,12 @@ def describe_device(device: torch.device) -> str:
 def get_mode(mode: str | None = None) -> Mode:
     """The settings for ``mode``, else ``$NIN_MODE``, else the device's default.
 
-    Raises ``ValueError`` naming the valid modes for anything else.
+    Raises ``UserError`` naming the valid modes for anything else.
     """
     name = mode or os.environ.get("NIN_MODE") or ("full" if torch.cuda.is_available() else "quick")
     key = name.strip().lower()
     if key not in MODES:
-        raise ValueError(f"Unknown NiN mode {name!r}: use one of {', '.join(MODES)} (set NIN_MODE, "
+        raise UserError(f"Unknown NiN mode {name!r}: use one of {', '.join(MODES)} (set NIN_MODE, "
                          f"or leave it unset for the device's default).")
     return MODES[key]
 

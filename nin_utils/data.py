@@ -18,18 +18,23 @@ worker processes, which is what starves a GPU on Colab's two CPU cores.
 from __future__ import annotations
 
 import gzip
+import io
+import json
 import math
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 import torch.nn.functional as F
 import torchvision
 
 from .config import TEST_SIZE, TRAIN_SIZE, get_device
+from .errors import UserError
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -42,6 +47,7 @@ FASHION_STD = 0.3530
 SYSTEM_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+SOURCES_FILE = "sources.json"  # beside the local copy: where each file came from (path, size, mtime)
 
 
 class DataNotFoundError(RuntimeError):
@@ -75,20 +81,36 @@ class FashionMNISTData:
         return -(-len(self.split(split)[1]) // batch_size)
 
     def batches(self, split: str, batch_size: int, resolution: int, *,
-                shuffle_seed: int | None = None, normalize: bool = True
+                shuffle_seed: int | None = None, shard: tuple[int, int] = (0, 1)
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(images, labels)``: float ``(B, 1, resolution, resolution)`` and int64 ``(B,)``.
+        """Yield ``(images, labels)``: float ``(B, 1, resolution, resolution)`` in [0, 1] and int64 ``(B,)``.
 
-        ``shuffle_seed`` fixes the order (same seed, same order); ``None`` keeps
-        the stored order. ``normalize`` maps pixels to zero mean, unit variance
-        using the training set's statistics; otherwise pixels are in [0, 1].
+        The one batch iterator: training, evaluation and data-parallel training use it.
+        ``shuffle_seed`` fixes the order (same seed, same order); ``None`` keeps the
+        stored order. ``shard=(rank, world)`` yields process ``rank``'s equal part of
+        every batch of ``batch_size`` (which ``world`` must divide, as must the split's
+        size): the processes together see exactly the batches one process would.
+        Normalisation is the model's job (``NiN``'s ``input_norm``).
         """
+        rank, world = shard
+        self.check_shards(split, batch_size, world)
         images, labels = self.split(split)
-        order = None if shuffle_seed is None else self.shuffled_order(split, shuffle_seed)
+        order = (torch.arange(len(labels), device=self.device) if shuffle_seed is None
+                 else self.shuffled_order(split, shuffle_seed))
         for start in range(0, len(labels), batch_size):
-            index = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
-            yield to_model_input(images[index], resolution, normalize), labels[index]
+            index = order[start:start + batch_size].tensor_split(world)[rank]
+            yield to_model_input(images[index], resolution), labels[index]
 
+    def check_shards(self, split: str, batch_size: int, world: int) -> None:
+        """Raise ``UserError`` unless ``world`` processes can share the split's batches evenly."""
+        size = len(self.split(split)[1])
+        if size % world:
+            kind = "training" if split == "train" else split
+            raise UserError(f"The {size:,} {kind} images cannot be split evenly among {world} "
+                            f"processes: use a {kind} subset that is a multiple of {world} "
+                            f"(e.g. {size - size % world:,}), or another number of processes.")
+        if batch_size % world:
+            raise UserError(f"A batch of {batch_size} cannot be split evenly among {world} processes.")
 
     def shuffled_order(self, split: str, shuffle_seed: int) -> torch.Tensor:
         """A permutation of the split's indices, on the device: the same seed gives the same order
@@ -97,11 +119,9 @@ class FashionMNISTData:
         return torch.randperm(len(self.split(split)[1]), generator=generator).to(self.device)
 
 
-def to_model_input(images: torch.Tensor, resolution: int, normalize: bool = True) -> torch.Tensor:
-    """uint8 ``(B, 28, 28)`` -> float ``(B, 1, resolution, resolution)``, on the images' device."""
+def to_model_input(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """uint8 ``(B, 28, 28)`` -> float ``(B, 1, resolution, resolution)`` in [0, 1], on the images' device."""
     x = images.unsqueeze(1).float().div_(255)
-    if normalize:
-        x = x.sub_(FASHION_MEAN).div_(FASHION_STD)
     if resolution != x.shape[-1]:
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
     return x
@@ -116,28 +136,33 @@ def load_fashion_mnist(*, device: torch.device | str | None = None, train_subset
     ``train_subset`` / ``test_subset`` keep that many images (1 to 60,000 and
     1 to 10,000), drawn at random with ``seed`` (the same seed gives the same
     subset). ``cache_dir`` is where torchvision's layout lives (default
-    ``~/.cache/nin_utils``). Raises ``ValueError`` for a subset out of range and
+    ``~/.cache/nin_utils``). Raises ``UserError`` for a subset out of range and
     ``DataNotFoundError`` naming the fixes when ``$NIN_DATA_DIR`` is set but lacks
     the files, or there is no local copy and the download is off or fails.
     """
     for name, count, size in (("train_subset", train_subset, TRAIN_SIZE), ("test_subset", test_subset, TEST_SIZE)):
         if count is not None and not 1 <= count <= size:
-            raise ValueError(f"{name}={count} is out of range: Fashion-MNIST has {size:,} images "
-                             f"in that split, so use 1 to {size:,} (or leave it unset for all of them).")
+            raise UserError(f"{name}={count} is out of range: Fashion-MNIST has {size:,} images "
+                            f"in that split, so use 1 to {size:,} (or leave it unset for all of them).")
     train, test = (torchvision.datasets.FashionMNIST(fashion_mnist_root(cache_dir, download), train=split)
                    for split in (True, False))
     device = torch.device(device) if device is not None else get_device()
-    generator = torch.Generator().manual_seed(seed)
 
-    def take(dataset: torchvision.datasets.FashionMNIST, count: int | None
+    def take(dataset: torchvision.datasets.FashionMNIST, count: int | None, split: str
              ) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = dataset.data, dataset.targets
         if count is not None and count < len(labels):
-            keep = torch.randperm(len(labels), generator=generator)[:count]
+            keep = torch.randperm(len(labels), generator=_subset_generator(seed, split))[:count]
             images, labels = images[keep], labels[keep]
         return images.to(device), labels.to(device)
 
-    return FashionMNISTData(*take(train, train_subset), *take(test, test_subset))
+    return FashionMNISTData(*take(train, train_subset, "train"), *take(test, test_subset, "test"))
+
+
+def _subset_generator(seed: int, split: str) -> torch.Generator:
+    """The generator that draws ``split``'s subset: one per split, so neither subset depends on the
+    other's size. The training split keeps the seed's own stream; the test split's starts 2**32 further."""
+    return torch.Generator().manual_seed(seed + (2**32 if split == "test" else 0))
 
 
 def fashion_mnist_root(cache_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
@@ -169,7 +194,8 @@ def _place_local_copy(raw_dir: Path) -> bool:
     """Put the four IDX files into ``raw_dir`` from the first local source; True if all are there.
 
     A ``$NIN_DATA_DIR`` that lacks any of the files is an error, not a reason to
-    quietly use another copy.
+    quietly use another copy. A file is copied only when it is missing or its source
+    changed (``sources.json`` in ``raw_dir`` records each source's path, size and mtime).
     """
     chosen = os.environ.get("NIN_DATA_DIR")
     if chosen and not all(_find(Path(chosen), name) for name in RAW_FILES):
@@ -183,15 +209,40 @@ def _place_local_copy(raw_dir: Path) -> bool:
         if not source or not all(_find(Path(source), name) for name in RAW_FILES):
             continue
         raw_dir.mkdir(parents=True, exist_ok=True)
+        copied, stamps = _copied_from(raw_dir), {}
         for name in RAW_FILES:
             found = _find(Path(source), name)
-            partial = raw_dir / (name + ".partial")  # rename at the end: no half-written file
+            stat = found.stat()
+            stamps[name] = [str(found.resolve()), stat.st_size, stat.st_mtime_ns]
+            if copied.get(name) == stamps[name] and (raw_dir / name).is_file():
+                continue
             opener = gzip.open if found.suffix == ".gz" else open
-            with opener(found, "rb") as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            partial.replace(raw_dir / name)
+            with opener(found, "rb") as src:
+                _write_whole(raw_dir / name, src)
+        if stamps != copied:
+            _write_whole(raw_dir / SOURCES_FILE, io.BytesIO(json.dumps(stamps, indent=1).encode()))
         return True
     return False
+
+
+def _copied_from(raw_dir: Path) -> dict[str, list]:
+    """What ``sources.json`` in ``raw_dir`` records (nothing when it is missing or unreadable)."""
+    try:
+        return json.loads((raw_dir / SOURCES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_whole(target: Path, src: BinaryIO) -> None:
+    """Copy ``src`` into ``target`` through a temporary file of this writer's own, renamed at the end:
+    a reader never sees half a file, and processes writing the same file at once do not collide."""
+    partial = target.with_name(f"{target.name}.{uuid.uuid4().hex}.partial")  # umask's mode, unlike mkstemp
+    try:
+        with open(partial, "xb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _find(folder: Path, name: str) -> Path | None:

@@ -8,9 +8,9 @@ joins the process group: NCCL between GPUs, Gloo between CPUs. Then ``fit`` need
 things from here (besides checks, seeds per process and sums over the processes for its
 statistics), and nothing else in the loop changes:
 
-* ``shard_batches``: every process shuffles the training set with the epoch's seed (so all
-  agree on the order), cuts it into global batches of ``batch_size x world_size`` images and
-  trains on its own equal part of each;
+* the batches: ``data.batches("train", batch_size x world_size, ..., shard=(rank, world))``.
+  Every process shuffles the training set with the epoch's seed (so all agree on the order),
+  cuts it into global batches and trains on its own equal part of each;
 * ``wrap``: ``DistributedDataParallel`` around the model, which averages the gradients of all
   processes during ``backward`` (an all-reduce), so every process takes the same step and the
   copies of the model stay identical;
@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
-import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import TypeVar
@@ -39,7 +37,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .config import get_device
-from .data import FashionMNISTData, to_model_input
+from .errors import UserError
 
 DEFAULT_TIMEOUT_S = 1800.0  # how long a process waits for the others: to meet, and at every collective
 T = TypeVar("T")
@@ -97,9 +95,9 @@ def setup(timeout_s: float = DEFAULT_TIMEOUT_S) -> torch.device:
     device = _device(local_rank)
     where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
     try:
-        with _stderr_kept_unless_failed():  # torch's C++ layer logs every failed try
-            dist.init_process_group(backend_for(device), init_method="env://", rank=rank_, world_size=world,
-                                    timeout=timedelta(seconds=timeout_s))
+        # torch logs each failed try on stderr (its C++ layer too): kept there, it shows why.
+        dist.init_process_group(backend_for(device), init_method="env://", rank=rank_, world_size=world,
+                                timeout=timedelta(seconds=timeout_s))
     except (RuntimeError, ValueError) as error:  # DistNetworkError, DistStoreError, ...
         raise DistributedError(
             f"Process {rank_} of {world} could not meet the others at {where} within {timeout_s:g} s "
@@ -172,58 +170,11 @@ def _device(local_rank: int | None = None) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-@contextlib.contextmanager
-def _stderr_kept_unless_failed() -> Iterator[None]:
-    """Hold back what is written to file descriptor 2 (C++ logs too); pass it on unless the block fails."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        failed = True
-        try:
-            yield
-            failed = False
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            if not failed:
-                held.seek(0)
-                sys.stderr.write(held.read().decode(errors="replace"))
-
-
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [""])[0]
 
 
 # ----------------------------------------------------------------------------- what fit uses
-
-def check_divisible(train_size: int, world: int) -> None:
-    """Raise ``ValueError`` unless ``train_size`` images split evenly among ``world`` processes."""
-    if train_size % world:
-        fits = train_size - train_size % world
-        raise ValueError(f"The {train_size:,} training images cannot be split evenly among {world} "
-                         f"processes: use a training subset that is a multiple of {world} "
-                         f"(e.g. {fits:,}), or another number of processes.")
-
-
-def shard_batches(data: FashionMNISTData, batch_size: int, resolution: int, *, shuffle_seed: int,
-                  normalize: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """This process's training batches for one epoch: its part of every global batch.
-
-    Every process shuffles with ``shuffle_seed`` (the same order everywhere), cuts the order
-    into global batches of ``batch_size x world_size()`` images, and process ``rank()`` takes
-    the rank-th of ``world_size()`` equal parts of each. So the processes together see exactly
-    the batches that one process with batch ``batch_size x world_size()`` would, a different
-    part every epoch. Alone, this is ``data.batches("train", ...)`` itself.
-    """
-    world = world_size()
-    images, labels = data.split("train")
-    check_divisible(len(labels), world)
-    order = data.shuffled_order("train", shuffle_seed)  # the order of data.batches for this seed
-    for start in range(0, len(labels), batch_size * world):
-        mine = order[start:start + batch_size * world].tensor_split(world)[rank()]
-        yield to_model_input(images[mine], resolution, normalize), labels[mine]
-
 
 def wrap(model: nn.Module) -> nn.Module:
     """``DistributedDataParallel(model)`` in a distributed run (gradients averaged over the

@@ -47,10 +47,14 @@ class Evidence:
         return f"{self.budget}; {self.machine}; {self.date}; `{self.command}`"
 
 
+def mean_and_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def mean_sd(values: list[float]) -> str:
-    """``"0.912 ± 0.004"``: mean and sample standard deviation (0 for a single value)."""
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+    """``"0.912 ± 0.004"``: ``mean_and_sd`` as the tables print it."""
+    return "{:.3f} ± {:.3f}".format(*mean_and_sd(values))
 
 
 def load_evidence(name: str) -> Evidence:

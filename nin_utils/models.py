@@ -11,8 +11,12 @@ Architecture for a 224x224 input (d2l's version; shapes are channels x H x W)::
     dropout 0.5, nin_block(384 -> 10, 3x3)     10 x  5 x  5    <- `classifier` (GAP head)
     global average pooling, flatten            10
 
-Three departures from d2l are switchable, because chapter 4 teaches why the
+Four departures from d2l are switchable, because chapter 4 teaches why the
 defaults differ; ``d2l_nin()`` builds d2l's network exactly:
+
+* ``input_norm``: the network normalises its input pixels with the training
+  set's mean and std itself, so whoever evaluates it (or the shipped weights)
+  needs no preprocessing recipe; d2l feeds pixels in [0, 1].
 
 * ``init="kaiming"``: He initialisation keeps activations from shrinking
   through twelve ReLU layers; with Xavier the net sits at loss ln 10 for
@@ -36,6 +40,8 @@ import torch
 from torch import nn
 
 from .counting import output_side, smallest_resolution
+from .data import FASHION_MEAN, FASHION_STD
+from .errors import UserError
 
 Init = Literal["kaiming", "xavier"]
 FC_WIDTH = 4096  # hidden units of AlexNet's fully connected layers (the "fc" head)
@@ -82,22 +88,35 @@ class NiN(nn.Module):
         final_relu: keep the ReLU between the last conv and GAP (d2l does).
         zero_init_last: start the logit layer at zero (needs ``final_relu=False``:
             a ReLU at exactly zero passes no gradient).
+        input_norm: ``(mean, std)`` the network subtracts from and divides its input
+            pixels (in [0, 1]) by, first thing in ``forward``: Fashion-MNIST's training-set
+            statistics by default; ``None`` feeds the pixels as they are (d2l).
 
     The model has ``features`` (the three backbone blocks with pooling) and
-    ``classifier`` (the head). Inputs with the wrong number of channels, or
+    ``classifier`` (the head); ``model_args`` holds the arguments that rebuild it
+    (``NiN(**model_args)``), which checkpoints store. Inputs with the wrong number of channels, or
     smaller than ``min_resolution`` (67 px), raise ``ValueError``.
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, *, num_1x1: int = 2,
                  head: Literal["gap", "fc"] = "gap", resolution: int = 224,
                  dropout: float = 0.5, init: Init = "kaiming",
-                 final_relu: bool = False, zero_init_last: bool = True) -> None:
+                 final_relu: bool = False, zero_init_last: bool = True,
+                 input_norm: tuple[float, float] | None = (FASHION_MEAN, FASHION_STD)) -> None:
         super().__init__()
+        self.model_args = dict(in_channels=in_channels, num_classes=num_classes, num_1x1=num_1x1,
+                               head=head, resolution=resolution, dropout=dropout, init=init,
+                               final_relu=final_relu, zero_init_last=zero_init_last,
+                               input_norm=None if input_norm is None else list(input_norm))
         if zero_init_last and final_relu:
-            raise ValueError("zero_init_last=True with final_relu=True would leave every logit "
+            raise UserError("zero_init_last=True with final_relu=True would leave every logit "
                              "at 0 with no gradient: pass zero_init_last=False (as d2l's NiN).")
         self.in_channels = in_channels
         self.head = head
+        self.input_norm = input_norm
+        mean, std = input_norm or (0.0, 1.0)  # buffers follow .to(device); rebuilt from model_args
+        self.register_buffer("input_mean", torch.tensor(float(mean)), persistent=False)
+        self.register_buffer("input_std", torch.tensor(float(std)), persistent=False)
         self.features = nn.Sequential(
             nin_block(in_channels, 96, kernel_size=11, stride=4, padding=0, num_1x1=num_1x1),
             nn.MaxPool2d(3, stride=2),
@@ -118,7 +137,7 @@ class NiN(nn.Module):
             self.resolution = None
         elif head == "fc":
             if resolution < self.min_resolution:
-                raise ValueError(f"resolution={resolution} is below the smallest input NiN "
+                raise UserError(f"resolution={resolution} is below the smallest input NiN "
                                  f"accepts ({self.min_resolution}x{self.min_resolution}).")
             side = output_side(self.features, resolution)
             self.classifier = nn.Sequential(
@@ -129,17 +148,20 @@ class NiN(nn.Module):
             )
             self.resolution = resolution
         else:
-            raise ValueError(f"Unknown head {head!r}: use 'gap' or 'fc'.")
+            raise UserError(f"Unknown head {head!r}: use 'gap' or 'fc'.")
         self.zero_init_last = zero_init_last
-        self.reset_parameters(init)
+        self.init = init
+        self.reset_parameters()
 
-    def reset_parameters(self, init: Init = "kaiming") -> None:
-        """(Re)initialise every conv and linear layer with ``init``; biases to zero.
+    def reset_parameters(self, init: Init | None = None) -> None:
+        """(Re)initialise every conv and linear layer with ``init`` (default: the one the model
+        was built with, ``self.init``); biases to zero.
 
         With ``zero_init_last`` the logit layer's weights are zeroed too.
         """
+        init = self.init if init is None else init
         if init not in ("kaiming", "xavier"):
-            raise ValueError(f"Unknown init {init!r}: use 'kaiming' or 'xavier'.")
+            raise UserError(f"Unknown init {init!r}: use 'kaiming' or 'xavier'.")
         for module in self.modules():
             if not isinstance(module, (nn.Conv2d, nn.Linear)):
                 continue
@@ -172,9 +194,13 @@ class NiN(nn.Module):
                              f"{self.resolution}x{self.resolution} inputs; got {height}x{width}. "
                              f"An FC head fixes the input size; the GAP head does not.")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] -> what ``features`` expects: normalised with ``input_norm``."""
         self.check_input(x)
-        return self.classifier(self.features(x))
+        return x if self.input_norm is None else (x - self.input_mean) / self.input_std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.preprocess(x)))
 
 
 def d2l_nin(*, in_channels: int = 1, num_classes: int = 10) -> NiN:
@@ -189,7 +215,8 @@ def d2l_nin(*, in_channels: int = 1, num_classes: int = 10) -> NiN:
     >>> bool((d2l_nin()(torch.randn(2, 1, 67, 67)) >= 0).all())
     True
     """
-    return NiN(in_channels, num_classes, init="xavier", final_relu=True, zero_init_last=False)
+    return NiN(in_channels, num_classes, init="xavier", final_relu=True, zero_init_last=False,
+               input_norm=None)
 
 
 def class_maps(model: NiN, x: torch.Tensor) -> torch.Tensor:
@@ -200,5 +227,4 @@ def class_maps(model: NiN, x: torch.Tensor) -> torch.Tensor:
     """
     if model.head != "gap":
         raise ValueError("Class maps need the GAP head: an FC head mixes all positions.")
-    model.check_input(x)
-    return model.classifier[:2](model.features(x))
+    return model.classifier[:2](model.features(model.preprocess(x)))

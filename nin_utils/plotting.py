@@ -4,9 +4,7 @@ maps, class maps, and NiN's architecture."""
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import torch
@@ -14,9 +12,8 @@ from matplotlib.figure import Figure
 
 from .counting import layer_table
 from .data import CHANCE_LOSS, FASHION_CLASSES
-
-if TYPE_CHECKING:  # for annotations only: plotting depends on no training code
-    from .training import EpochStats
+from .evidence import mean_and_sd
+from .training import Callback, EpochStats
 
 
 def plot_history(histories: dict[str, list[EpochStats]] | list[EpochStats], title: str = "") -> Figure:
@@ -47,14 +44,14 @@ def plot_history(histories: dict[str, list[EpochStats]] | list[EpochStats], titl
     return fig
 
 
-class LivePlot:
-    """An ``on_epoch_end`` callback for ``fit`` that redraws the curves in place in a notebook."""
+class LivePlot(Callback):
+    """A ``fit`` callback that redraws the curves in place in a notebook after every epoch."""
 
     def __init__(self, title: str = "") -> None:
         self.title = title
         self.handle = None
 
-    def __call__(self, history: list[EpochStats]) -> None:
+    def on_epoch_end(self, history: list[EpochStats]) -> None:
         from IPython.display import display
 
         fig = plot_history(history, self.title)
@@ -155,7 +152,7 @@ def plot_seed_spread(results: dict[str, list[float]], title: str = "", quantity:
     """
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(results) + 1.2), layout="constrained")
     for row, (label, values) in enumerate(results.items()):
-        mean, sd = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+        mean, sd = mean_and_sd(values)
         ax.errorbar(mean, row, xerr=sd, fmt="s", color="C0", capsize=4, ms=6, zorder=2)
         ax.plot(values, [row] * len(values), "o", color="C1", alpha=0.7, ms=4, zorder=3)
     ax.set_yticks(range(len(results)), list(results))

@@ -35,10 +35,11 @@ def pretrained_card() -> dict[str, Any]:
 def load_pretrained(device: torch.device | str = "cpu", path: str | Path | None = None) -> NiN:
     """The shipped ``NiN()``, trained on Fashion-MNIST, in eval mode on ``device`` (float32).
 
-    It was trained at ``pretrained_card()["resolution"]`` px (feed it images resized to
-    that size for its stated accuracy; as a GAP network it accepts any size >= 67 px).
-    Raises ``CheckpointError`` (one sentence) when the file is missing, does not match
-    the SHA-256 on its card, or is not a NiN state dict.
+    The file holds the weights and the ``model_args`` that rebuild the network, input
+    normalisation included, so ``evaluate(load_pretrained(), data, resolution=96)`` needs
+    nothing else. It was trained at ``pretrained_card()["resolution"]`` px (feed it images
+    resized to that size for its stated accuracy). Raises ``CheckpointError`` (one sentence)
+    when the file is missing, does not match the SHA-256 on its card, or is not a NiN.
     """
     path = Path(path or WEIGHTS)
     card = pretrained_card()
@@ -50,10 +51,10 @@ def load_pretrained(device: torch.device | str = "cpu", path: str | Path | None 
         raise CheckpointError(f"The pretrained weights {path} are damaged or were replaced: their SHA-256 "
                               f"is {digest[:12]}..., the card says {card['sha256'][:12]}.... Reinstall "
                               f"nin_utils, or run `make pretrained`.")
-    state = load_checkpoint(path)
-    model = NiN()
+    state = load_checkpoint(path, required=("model", "model_args"))
     try:
+        model = NiN(**state["model_args"])
         model.load_state_dict({name: tensor.float() for name, tensor in state["model"].items()})
-    except RuntimeError as error:
+    except (TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{path} does not hold NiN()'s weights ({str(error).splitlines()[0]}).") from error
     return model.to(device).eval()

@@ -1,8 +1,9 @@
 """``python -m nin_utils.train``: train NiN with the course recipe from a shell.
 
 The package does not import this module, so running it prints nothing before
-its own output. Every bad option, a missing data set and a damaged checkpoint
-end in one sentence on stderr and exit status 2, never a traceback.
+its own output. Every bad option or input (``UserError``), a missing data set and a
+damaged checkpoint end in one sentence on stderr and exit status 2, with no traceback
+unless ``NIN_DEBUG=1`` is set; any other error is a bug and shows its traceback.
 
 Under torchrun it trains data-parallel, one process per GPU (or per share of the CPU
 cores), and only rank 0 prints; ``--batch-size`` is then per process::
@@ -12,13 +13,16 @@ cores), and only rank 0 prints; ``--batch-size`` is then per process::
         -m nin_utils.train                       # the same command on each of two machines
 
 A failed launch (a process that cannot reach the others, a training set that does not
-split evenly among the processes) is one sentence from each process, exit status 2.
+split evenly among the processes) is one sentence from each process, exit status 2 (after
+whatever torch logged about it).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -31,10 +35,13 @@ from .checkpoint import CheckpointError
 from .config import MODES, describe_device, get_mode, seed_everything
 from .data import DataNotFoundError, load_fashion_mnist
 from .distributed import DistributedError
+from .errors import UserError
 from .models import NiN
 from .training import EpochStats, Recipe, autocast_dtype, fit
 
 PROG = "python -m nin_utils.train"
+# What a user can fix: one sentence, exit status 2. Anything else is a bug: its traceback.
+USER_ERRORS = (UserError, DataNotFoundError, CheckpointError, DistributedError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,18 +86,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> list[EpochStats]:
-    """Parse ``argv``, train, print the epoch table; exit 2 with one sentence on a bad input."""
+def main(argv: list[str] | None = None) -> None:
+    """The ``nin-train`` command and ``python -m nin_utils.train``: ``run(argv)``, exit status 0
+    after training (a console script exits with what this returns)."""
+    run(argv)
+
+
+def run(argv: list[str] | None = None) -> list[EpochStats]:
+    """Parse ``argv``, train, print the epoch table and return the history.
+
+    A ``USER_ERRORS`` error exits 2 with one sentence (and its traceback too with
+    ``NIN_DEBUG=1``); any other exception propagates with its traceback.
+    """
     args = parse_args(argv)
     try:
         return _train(args)
-    except (ValueError, DataNotFoundError, CheckpointError, DistributedError) as error:
-        _fail(str(error))
-    except KeyboardInterrupt:
-        _fail("interrupted; rerun with --resume to continue from the last finished epoch.")
+    except USER_ERRORS as error:
+        _fail(str(error), error)
+    except KeyboardInterrupt as error:
+        _fail("interrupted; rerun with --resume to continue from the last finished epoch.", error)
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, error: BaseException | None = None) -> NoReturn:
+    if error is not None and os.environ.get("NIN_DEBUG", "0") not in ("", "0"):
+        traceback.print_exception(error)
     print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
     sys.exit(2)
 
@@ -113,11 +132,11 @@ def _train(args: argparse.Namespace) -> list[EpochStats]:
             where = f"{world} processes ({distributed.backend_for(device)}, {device.type})"
             batch = f"batch {recipe.batch_size} per process ({recipe.batch_size * world} in all)"
         if main:
-            precision = str(autocast_dtype(device, recipe) or torch.float32).removeprefix("torch.")
+            precision = str(autocast_dtype(device, recipe.autocast) or torch.float32).removeprefix("torch.")
             print(f"{mode.name} mode on {where}: {budget.describe()}; {batch}, peak lr {recipe.lr:g}, "
                   f"{precision}")
-        history = fit(NiN().to(device), data, recipe, epochs=budget.epochs, resolution=budget.resolution,
-                      seed=args.seed, checkpoint=checkpoint, resume=args.resume)
+        history = fit(NiN().to(device), data, recipe, budget, seed=args.seed, checkpoint=checkpoint,
+                      resume=args.resume)
     if not main:
         return history
     print(f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'test acc':>8} {'examples/s':>10} {'s':>6}")

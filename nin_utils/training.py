@@ -1,21 +1,24 @@
 """Training and evaluation: the recipe, one training step, and the loop around it.
 
 ``Recipe`` holds every choice about *how* to train, with one default each;
-``fit`` adds the budget (epochs, resolution, seed) and the plumbing: progress
-bar, history, checkpoint and resume. ``train_step`` is the only place a
-gradient step happens: ``fit`` and the benchmarks use it, and chapter 4 shows it.
+``fit(model, data, recipe, budget)`` adds the budget (``config.Budget``: epochs,
+resolution) and reads top to bottom: ``train_epoch`` (one ``train_step`` per batch),
+``end_epoch`` (statistics over all processes, evaluation on rank 0), the checkpoint,
+and ``Callback`` hooks for everything else (the plateau warning, live plots).
+``train_step`` is the only place a gradient step happens: ``fit`` and the benchmarks
+use it, and chapter 4 shows it.
 
 The course recipe (``Recipe()``) differs from d2l's (``Recipe.d2l()``) because
 d2l's stalls at loss ln 10 on a small budget (chapter 4 shows it):
 
-* inputs normalised with the training set's mean and std;
 * AdamW with a one-cycle schedule (warm up, then anneal), weight decay, and
   gradient-norm clipping (early steps on fresh weights can be large);
 * bf16 autocast where the hardware has it (CUDA; CPUs with AVX-512 BF16 or
   AMX), fp16 with loss scaling on older GPUs, and channels-last tensors.
 
-The network side of the fix (Kaiming init, no ReLU before GAP, a zero-initialised
-logit layer) lives in ``nin_utils.models``.
+The network side of the fix (input normalisation, Kaiming init, no ReLU before
+GAP, a zero-initialised logit layer) lives in ``nin_utils.models``: preprocessing
+belongs to the network, so evaluating one needs no recipe.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import functools
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -36,8 +40,9 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import cpu_flags, seed_everything
+from .config import Budget, cpu_flags, seed_everything
 from .data import CHANCE_LOSS, FashionMNISTData
+from .errors import UserError
 
 LOG_EVERY = 20  # steps per point of the within-epoch loss curve (one host sync each)
 PLATEAU_STEPS = 100  # a loss at ln 10 for this many steps warns
@@ -48,7 +53,7 @@ class Recipe:
     """How to train, apart from the budget: ``Recipe()`` is the course's, ``Recipe.d2l()`` d2l's.
 
     Change a field with ``dataclasses.replace(Recipe(), lr=1e-3)``. Invalid values
-    raise ``ValueError`` when the recipe is made.
+    raise ``UserError`` (a ``ValueError``) when the recipe is made.
     """
 
     batch_size: int = 128
@@ -60,7 +65,6 @@ class Recipe:
     warmup: float = 0.3  # onecycle: fraction of the steps spent rising to lr
     grad_clip: float | None = 2.0  # max gradient norm; None: no clipping
     label_smoothing: float = 0.1  # targets 0.91 / 0.01 instead of 1 / 0: a better network on a short budget
-    normalize: bool = True  # inputs to zero mean, unit variance (training-set statistics)
     autocast: bool = True  # reduced precision where the device computes it fast
     channels_last: bool = True
 
@@ -82,15 +86,15 @@ class Recipe:
                    "grad_clip": "positive or None", "label_smoothing": "in [0, 1)"}
         for name, ok in checks.items():
             if not ok:
-                raise ValueError(f"Recipe {name}={getattr(self, name)!r} is invalid: it must be "
+                raise UserError(f"Recipe {name}={getattr(self, name)!r} is invalid: it must be "
                                  f"{allowed[name]}.")
 
     @classmethod
     def d2l(cls) -> Recipe:
         """d2l's NiN recipe: SGD at a constant 0.1, no momentum, decay, clipping or label
-        smoothing, pixels in [0, 1], float32, batch 128."""
+        smoothing, float32, batch 128 (d2l's pixels in [0, 1] are ``d2l_nin()``'s)."""
         return cls(optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0, schedule="constant",
-                   grad_clip=None, label_smoothing=0.0, normalize=False, autocast=False,
+                   grad_clip=None, label_smoothing=0.0, autocast=False,
                    channels_last=False)
 
     @classmethod
@@ -98,7 +102,7 @@ class Recipe:
         """The recipe stored in a checkpoint (``dataclasses.asdict``); unknown keys are an error."""
         unknown = set(values) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"Unknown recipe fields {sorted(unknown)}.")
+            raise UserError(f"Unknown recipe fields {sorted(unknown)}.")
         return cls(**values)
 
 
@@ -157,7 +161,7 @@ def make_optimization(model: nn.Module, recipe: Recipe, total_steps: int) -> Opt
                                                         pct_start=recipe.warmup)
     else:
         scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(device, recipe) == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(device, recipe.autocast) == torch.float16)
     return Optimization(optimizer, scheduler, scaler)
 
 
@@ -170,7 +174,7 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recip
     """
     if recipe.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with autocast(x.device, recipe):
+    with autocast_context(x.device, recipe.autocast):
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
     optim.optimizer.zero_grad(set_to_none=True)
@@ -184,140 +188,207 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recip
     return loss.detach(), logits.detach()
 
 
-def fit(model: nn.Module, data: FashionMNISTData, recipe: Recipe | None = None, *, epochs: int,
-        resolution: int, seed: int = 0, checkpoint: str | os.PathLike | None = None,
-        resume: bool = False, on_epoch_end: Callable[[list[EpochStats]], None] | None = None,
-        progress: bool = True) -> list[EpochStats]:
-    """Train ``model`` on ``data`` with ``recipe`` (default: ``Recipe()``); one ``EpochStats`` per epoch.
+class Callback:
+    """Hooks ``fit`` calls; subclass and override what you need (``LivePlot`` draws curves).
 
-    Images are resized to ``resolution`` px on the device; ``seed`` fixes the
-    initial random state and the batch order. With ``checkpoint`` set, the model,
-    optimizer, schedule, random state, recipe and history are written there after
-    every epoch; ``resume=True`` continues from that file, so an interrupted run
-    loses at most the epoch in progress and ends with the same weights as an
-    uninterrupted one. ``on_epoch_end(history)`` is called after each epoch (e.g.
-    ``nin_utils.LivePlot`` draws live curves). Warns with ``PlateauWarning`` when
-    the loss sits at ln 10 for 100 steps.
+    Every process of a distributed run calls them.
+    """
 
-    Under torchrun (a process group set up by ``nin_utils.distributed.setup``) every
-    process trains on its own part of each global batch of ``recipe.batch_size x
-    world_size`` images, ``DistributedDataParallel`` averages the gradients, and rank 0
-    alone evaluates, shows the progress bar and writes the checkpoint (the others wait).
-    The learning rate is not rescaled: N processes with batch B take exactly the steps
-    one process with batch N x B takes. Every process returns the same history, with
-    loss and accuracy over all processes' batches; ``on_epoch_end`` runs in every process.
-    A checkpoint can be resumed with another number of processes if the global batch
-    (``batch_size`` x processes) stays the same.
+    def on_log(self, loss: float) -> None:
+        """Every ``LOG_EVERY`` steps: the mean training loss of those steps (this process's)."""
+
+    def on_epoch_end(self, history: list[EpochStats]) -> None:
+        """After each epoch, its checkpoint written: every epoch so far."""
+
+
+class PlateauWatch(Callback):
+    """Warns once with ``PlateauWarning`` when the loss sits at ln 10 for ``PLATEAU_STEPS`` steps.
+
+    ``fit`` always adds one.
+    """
+
+    def __init__(self) -> None:
+        self.recent: deque[float] = deque(maxlen=PLATEAU_STEPS // LOG_EVERY)
+        self.warned = False
+
+    def on_log(self, loss: float) -> None:
+        self.recent.append(loss)
+        full = len(self.recent) == self.recent.maxlen
+        if self.warned or not full or abs(sum(self.recent) / len(self.recent) - CHANCE_LOSS) >= 0.02:
+            return
+        self.warned = True
+        if distributed.is_main():
+            warnings.warn(
+                f"The loss has stayed at ln 10 = {CHANCE_LOSS:.3f} for {PLATEAU_STEPS} steps: the "
+                "network predicts every class with probability 1/10 and is not learning. Usual "
+                "causes: Xavier init in a deep ReLU network (NiN's default init='kaiming' avoids it), "
+                "a learning rate too high or too low, a ReLU before global average pooling that "
+                "zeroes whole class channels (final_relu=False), or unnormalised input (NiN's "
+                "default input_norm normalises).", PlateauWarning, stacklevel=2)
+
+
+@dataclass
+class EpochSums:
+    """What one process saw in one epoch, summed on the device (no host sync per step)."""
+
+    loss: torch.Tensor  # sum over examples
+    correct: torch.Tensor
+    step_losses: list[float]
+    seconds: float
+
+
+def fit(model: nn.Module, data: FashionMNISTData, recipe: Recipe | None, budget: Budget, *,
+        seed: int = 0, checkpoint: str | os.PathLike | None = None, resume: bool = False,
+        callbacks: Sequence[Callback] = (), progress: bool = True) -> list[EpochStats]:
+    """Train ``model`` on ``data`` with ``recipe`` (None: ``Recipe()``) for ``budget.epochs`` epochs
+    at ``budget.resolution`` px; returns one ``EpochStats`` per epoch.
+
+    ``seed`` fixes the initial random state and the batch order. With ``checkpoint``
+    set, everything a resumed run needs (model and its ``model_args``, optimizer,
+    schedule, random state, recipe, budget, history) is written there after every
+    epoch; ``resume=True`` continues from that file, so an interrupted run loses at
+    most the epoch in progress and ends with the same weights as an uninterrupted one.
+    ``callbacks`` (``Callback``) see the loss as it goes and the history after each
+    epoch; a ``PlateauWatch`` is always added.
+
+    Under torchrun (``nin_utils.distributed.setup``) every process trains on its own
+    part of each global batch of ``recipe.batch_size x world_size`` images,
+    ``DistributedDataParallel`` averages the gradients, and rank 0 alone evaluates,
+    shows the progress bar and writes the checkpoint. N processes with batch B take
+    exactly the steps one process with batch N x B takes (the learning rate is not
+    rescaled), and every process returns the same history.
     """
     recipe = recipe or Recipe()
-    device = next(model.parameters()).device
-    if device != data.device:
-        raise ValueError(f"The model is on {device} but the data is on {data.device}: "
-                         f"move one, e.g. model.to({str(data.device)!r}).")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs={epochs!r} is invalid: train for at least 1 epoch.")
-    smallest = getattr(model, "min_resolution", 1)
-    if resolution < smallest:
-        raise ValueError(f"resolution={resolution} is below the smallest input this network accepts "
-                         f"({smallest} px).")
-    budget = {"epochs": epochs, "resolution": resolution, "seed": seed, "train_size": len(data.train_labels)}
-    distributed.check_joined()
-    world, main = distributed.world_size(), distributed.is_main()  # 1 and True without torchrun
-    distributed.check_divisible(len(data.train_labels), world)
-    steps_per_epoch = data.num_batches("train", recipe.batch_size * world)  # global batches
-    optim = make_optimization(model, recipe, epochs * steps_per_epoch)
-
+    _check_run(model, data, recipe, budget)
+    world = distributed.world_size()
+    steps = data.num_batches("train", recipe.batch_size * world)  # global batches per epoch
+    optim = make_optimization(model, recipe, budget.epochs * steps)
+    run = {"budget": asdict(budget), "seed": seed, "train_size": len(data.train_labels)}
     history: list[EpochStats] = []
     if checkpoint is not None and resume and distributed.from_main(Path(checkpoint).exists()):
-        history = _resume(checkpoint, recipe, budget, model, optim)
+        history = _resume(checkpoint, recipe, run, model, optim)
     else:
         seed_everything(seed)
+    callbacks = [PlateauWatch(), *callbacks]
     net = distributed.wrap(model)  # DistributedDataParallel under torchrun, else the model itself
-    warned = False
-    for epoch in range(len(history) + 1, epochs + 1):
-        if world > 1:
-            torch.manual_seed(distributed.process_seed(_shuffle_seed(seed, epoch)))  # its own dropout
-        model.train()
-        start = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        recent: list[torch.Tensor] = []
-        step_losses: list[float] = []
-        batches = distributed.shard_batches(data, recipe.batch_size, resolution, normalize=recipe.normalize,
-                                            shuffle_seed=_shuffle_seed(seed, epoch))
-        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch}/{epochs}", disable=not (progress and main))
-        for step, (x, y) in enumerate(bar, start=1):
-            loss, logits = train_step(net, x, y, recipe, optim)
-            loss_sum += loss * len(y)  # device tensors: no host sync per step
-            correct += (logits.argmax(1) == y).sum()
-            recent.append(loss)
-            if step % LOG_EVERY == 0:
-                step_losses.append(torch.stack(recent).mean().item())
-                recent.clear()
-                bar.set_postfix(loss=f"{step_losses[-1]:.3f}")
-                if main:
-                    warned = warned or _warn_if_stalled([*(l for s in history for l in s.step_losses), *step_losses])
-        train_seconds = time.perf_counter() - start
-        seen = len(data.train_labels)  # by all processes together
-        if world > 1:  # each process saw its own batches: add up the sums of all of them
-            loss_sum, correct = distributed.sum_over_processes(loss_sum), distributed.sum_over_processes(correct)
-            if step_losses:  # the mean over the processes of each point of the loss curve
-                step_losses = (distributed.sum_over_processes(torch.tensor(step_losses, device=device)) / world).tolist()
-        stats = None
-        if main:
-            test_acc = evaluate(model, data, resolution=resolution, recipe=recipe)
-            stats = EpochStats(epoch, loss_sum.item() / seen, correct.item() / seen, test_acc,
-                               seen / train_seconds, time.perf_counter() - start, step_losses)
-        history.append(distributed.from_main(stats))  # the others wait here while rank 0 evaluates
+    for epoch in range(len(history) + 1, budget.epochs + 1):
+        bar = tqdm(total=steps, desc=f"epoch {epoch}/{budget.epochs}",
+                   disable=not (progress and distributed.is_main()))
+        sums = train_epoch(net, data, recipe, optim, budget.resolution, _shuffle_seed(seed, epoch),
+                           bar, callbacks)
+        history.append(end_epoch(model, data, budget.resolution, epoch, sums))
         bar.set_postfix(loss=f"{history[-1].train_loss:.3f}", test_acc=f"{history[-1].test_acc:.3f}")
         bar.close()
-        if checkpoint is not None and main:
-            save_checkpoint(checkpoint, _training_state(recipe, budget, model, optim, history))
+        if checkpoint is not None and distributed.is_main():
+            save_checkpoint(checkpoint, _training_state(recipe, run, model, optim, history))
         distributed.barrier()  # the others wait for the checkpoint
-        if on_epoch_end is not None:
-            on_epoch_end(history)
+        for callback in callbacks:
+            callback.on_epoch_end(history)
     return history
 
 
+def train_epoch(net: nn.Module, data: FashionMNISTData, recipe: Recipe, optim: Optimization,
+                resolution: int, shuffle_seed: int, bar: tqdm, callbacks: Sequence[Callback]
+                ) -> EpochSums:
+    """One pass over this process's share of the training set, one ``train_step`` per batch."""
+    world, rank = distributed.world_size(), distributed.rank()
+    if world > 1:
+        torch.manual_seed(distributed.process_seed(shuffle_seed))  # its own dropout masks
+    net.train()
+    device = data.device
+    loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
+    recent: list[torch.Tensor] = []
+    step_losses: list[float] = []
+    start = time.perf_counter()
+    batches = data.batches("train", recipe.batch_size * world, resolution, shuffle_seed=shuffle_seed,
+                           shard=(rank, world))
+    for step, (x, y) in enumerate(batches, start=1):
+        loss, logits = train_step(net, x, y, recipe, optim)
+        loss_sum += loss * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        recent.append(loss)
+        bar.update()
+        if step % LOG_EVERY == 0:
+            step_losses.append(torch.stack(recent).mean().item())
+            recent.clear()
+            bar.set_postfix(loss=f"{step_losses[-1]:.3f}")
+            for callback in callbacks:
+                callback.on_log(step_losses[-1])
+    return EpochSums(loss_sum, correct, step_losses, time.perf_counter() - start)
+
+
+def end_epoch(model: nn.Module, data: FashionMNISTData, resolution: int, epoch: int,
+              sums: EpochSums) -> EpochStats:
+    """The epoch's statistics over all processes: sums added up, the test set evaluated on rank 0,
+    the result broadcast (the other processes wait meanwhile)."""
+    world = distributed.world_size()
+    seen = len(data.train_labels)  # by all processes together
+    loss_sum, correct = distributed.sum_over_processes(sums.loss), distributed.sum_over_processes(sums.correct)
+    step_losses = sums.step_losses
+    if world > 1 and step_losses:  # the mean over the processes of each point of the loss curve
+        step_losses = (distributed.sum_over_processes(torch.tensor(step_losses, device=data.device))
+                       / world).tolist()
+    stats = None
+    if distributed.is_main():
+        start = time.perf_counter()
+        test_acc = evaluate(model, data, resolution=resolution)
+        stats = EpochStats(epoch, loss_sum.item() / seen, correct.item() / seen, test_acc,
+                           seen / sums.seconds, sums.seconds + time.perf_counter() - start, step_losses)
+    return distributed.from_main(stats)
+
+
+def _check_run(model: nn.Module, data: FashionMNISTData, recipe: Recipe, budget: Budget) -> None:
+    """Raise ``UserError`` (one sentence, with the fix) for a run that cannot start."""
+    device = next(model.parameters()).device
+    if device != data.device:
+        raise UserError(f"The model is on {device} but the data is on {data.device}: "
+                        f"move one, e.g. model.to({str(data.device)!r}).")
+    smallest = getattr(model, "min_resolution", 1)
+    if budget.resolution < smallest:
+        raise UserError(f"resolution={budget.resolution} is below the smallest input this network "
+                        f"accepts ({smallest} px).")
+    distributed.check_joined()
+    world = distributed.world_size()
+    data.check_shards("train", recipe.batch_size * world, world)
+
+
 @torch.inference_mode()
-def predictions(model: nn.Module, data: FashionMNISTData, *, resolution: int, recipe: Recipe | None = None,
-                split: str = "test", batch_size: int = 500) -> torch.Tensor:
+def predictions(model: nn.Module, data: FashionMNISTData, *, resolution: int, split: str = "test",
+                autocast: bool = True, batch_size: int = 500) -> torch.Tensor:
     """Predicted class of every image of a split, int64 ``(N,)``.
 
-    Images are resized to ``resolution`` px and normalised as ``recipe`` (default
-    ``Recipe()``) trained the model; the model is in eval mode meanwhile.
+    Images are resized to ``resolution`` px; the model does its own preprocessing
+    (``NiN``'s ``input_norm``). ``autocast`` computes in reduced precision where the
+    device is fast at it. The model is in eval mode meanwhile.
     """
-    recipe = recipe or Recipe()
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     guesses = []
-    for x, _ in data.batches(split, batch_size, resolution, normalize=recipe.normalize):
-        if recipe.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, recipe):
+    with autocast_context(device, autocast):
+        for x, _ in data.batches(split, batch_size, resolution):
             guesses.append(model(x).argmax(1))
     model.train(was_training)
     return torch.cat(guesses)
 
 
-def evaluate(model: nn.Module, data: FashionMNISTData, *, resolution: int, recipe: Recipe | None = None,
-             split: str = "test") -> float:
+def evaluate(model: nn.Module, data: FashionMNISTData, *, resolution: int, split: str = "test",
+             autocast: bool = True) -> float:
     """Accuracy of ``model`` on a split of ``data`` (see ``predictions``)."""
-    guesses = predictions(model, data, resolution=resolution, recipe=recipe, split=split)
+    guesses = predictions(model, data, resolution=resolution, split=split, autocast=autocast)
     return (guesses == data.split(split)[1]).sum().item() / len(guesses)
 
 
-def autocast(device: torch.device, recipe: Recipe) -> torch.autocast:
-    """The autocast context ``recipe`` asks for on ``device`` (a no-op where float32 is used)."""
-    dtype = autocast_dtype(device, recipe)
+def autocast_context(device: torch.device, enabled: bool = True) -> torch.autocast:
+    """Autocast to the reduced precision ``device`` is fast at (a no-op where float32 is used)."""
+    dtype = autocast_dtype(device, enabled)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def autocast_dtype(device: torch.device, recipe: Recipe) -> torch.dtype | None:
+def autocast_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
     """The reduced precision ``device`` computes fast in, or ``None`` for plain float32
-    (also when ``recipe.autocast`` is off)."""
-    if not recipe.autocast:
+    (also when ``enabled`` is False, e.g. ``Recipe.autocast`` off)."""
+    if not enabled:
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
@@ -337,36 +408,24 @@ def _shuffle_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch  # a prime stride: (seed, epoch) pairs never collide
 
 
-def _warn_if_stalled(step_losses: list[float]) -> bool:
-    """Warn with ``PlateauWarning`` and return True if the last ``PLATEAU_STEPS`` steps sat at ln 10."""
-    window = PLATEAU_STEPS // LOG_EVERY
-    if len(step_losses) < window or abs(sum(step_losses[-window:]) / window - CHANCE_LOSS) >= 0.02:
-        return False
-    warnings.warn(
-        f"The loss has stayed at ln 10 = {CHANCE_LOSS:.3f} for {PLATEAU_STEPS} steps: the network "
-        "predicts every class with probability 1/10 and is not learning. Usual causes: Xavier "
-        "init in a deep ReLU network (NiN's default init='kaiming' avoids it), a learning rate too "
-        "high or too low, a ReLU before global average pooling that zeroes whole class channels "
-        "(final_relu=False), or unnormalised input (Recipe(normalize=True)).", PlateauWarning, stacklevel=3)
-    return True
-
-
-def _training_state(recipe: Recipe, budget: dict[str, int], model: nn.Module, optim: Optimization,
+def _training_state(recipe: Recipe, run: dict[str, Any], model: nn.Module, optim: Optimization,
                     history: list[EpochStats]) -> dict[str, Any]:
     """Everything a resumed run needs, as tensors and plain data only (safe to load)."""
     return {
-        "recipe": asdict(recipe), "budget": budget, "model": model.state_dict(), **optim.state_dict(),
+        "recipe": asdict(recipe), **run, "model_args": getattr(model, "model_args", None),
+        "model": model.state_dict(), **optim.state_dict(),
         "history": [asdict(stats) for stats in history], "cpu_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "world_size": distributed.world_size(),  # recipe["batch_size"] is per process
     }
 
 
-def _resume(path: str | os.PathLike, recipe: Recipe, budget: dict[str, int], model: nn.Module,
+def _resume(path: str | os.PathLike, recipe: Recipe, run: dict[str, Any], model: nn.Module,
             optim: Optimization) -> list[EpochStats]:
     state = load_checkpoint(path, required=("recipe", "budget", "model", "optimizer", "history"))
-    stored = {**state["recipe"], **state["budget"]}
-    wanted = {**asdict(recipe), **budget}
+    stored = {**state["recipe"], **state["budget"], "seed": state.get("seed"),
+              "train_size": state.get("train_size")}
+    wanted = {**asdict(recipe), **run["budget"], "seed": run["seed"], "train_size": run["train_size"]}
     stored_world, world = state.get("world_size", 1), distributed.world_size()
     if (stored_world, world) != (1, 1):  # the batch per process may change with the number of processes
         stored["global batch"] = stored.pop("batch_size") * stored_world

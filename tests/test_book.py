@@ -3,14 +3,14 @@
 from pathlib import Path
 
 import pytest
-from conftest import build_book
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # builds the book
 
 
 @pytest.fixture(scope="module")
-def html(tmp_path_factory):
-    return build_book(ROOT, tmp_path_factory.mktemp("book"))
+def html(built_book):
+    return built_book("instructor")
 
 
 def test_every_chapter_is_rendered_with_its_outputs(html):

@@ -1,6 +1,7 @@
 """Both editions of the book as a reader sees them: every page opened in headless Chromium, offline.
 
-Each edition is built once (``build_book``), served on 127.0.0.1 and every page visited once in
+Each edition is built once per run (conftest's ``built_book``, shared with test_book.py and
+test_student_edition.py), served on 127.0.0.1 and every page visited once in
 one browser; requests anywhere else are blocked and recorded. The tests then check what the
 visits saw: formulas typeset by MathJax, images loaded, the saved ipywidgets state rendered,
 Colab links, exercises and solutions, long lines wrapped, no console errors. A full-page
@@ -24,7 +25,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from conftest import build_book
+from conftest import EDITIONS
 
 from tools.setup_cell import setup_cell
 
@@ -32,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 CHROMIUM = Path(os.environ.get("NIN_CHROMIUM", "/usr/bin/chromium"))  # another Chromium or Chrome: set NIN_CHROMIUM
 SCREENSHOTS = ROOT / "_build" / "screenshots"
-EDITIONS = {"instructor": ROOT, "student": ROOT / "student"}
 WIDGET_CHAPTER = "notebooks/01_one_by_one_convolution"
 EXERCISES = "notebooks/05_exercises"
 VIEWPORT = {"width": 1280, "height": 900}
@@ -40,6 +40,7 @@ VIEWPORT = {"width": 1280, "height": 900}
 # sphinx-thebe's inline configuration script (`const THEBE_JS_URL = ...`) twice into every page's
 # <head>, and the second copy throws. Thebe (live code cells) is off in this book.
 IGNORED_PAGE_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
+pytestmark = pytest.mark.slow  # builds both editions and opens every page in a browser
 
 # --- Building, serving and visiting ------------------------------------------------------------
 
@@ -182,10 +183,11 @@ def visit_all(browser, html: Path, base: str, shots: Path) -> tuple[dict, list[s
 
 
 @pytest.fixture(scope="module", params=list(EDITIONS))
-def edition(request, browser, tmp_path_factory):
-    """One edition built, served and visited: name, source folder, html folder, pages, blocked."""
+def edition(request, browser, built_book):
+    """One edition built (once per run, shared with the other modules), served and visited:
+    name, source folder, html folder, pages, blocked."""
     name, source = request.param, EDITIONS[request.param]
-    html = build_book(source, tmp_path_factory.mktemp(f"{name}_book"))
+    html = built_book(name)
     shots = SCREENSHOTS / name
     shots.mkdir(parents=True, exist_ok=True)
     for old in shots.glob("*.png"):

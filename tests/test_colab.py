@@ -28,6 +28,8 @@ from nbclient import NotebookClient
 
 from tools.setup_cell import release
 
+pytestmark = pytest.mark.slow  # a fresh environment, a pip install and a whole chapter run
+
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTER = ROOT / "notebooks" / "01_one_by_one_convolution.ipynb"
 URL = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from conftest import Interrupt, disconnect
-from nin_utils import CheckpointError, DistributedError, NiN, Recipe, fit, load_checkpoint, load_fashion_mnist
+from nin_utils import (Budget, Callback, CheckpointError, DistributedError, NiN, Recipe, fit, load_checkpoint,
+                       load_fashion_mnist)
 from nin_utils import distributed
 from nin_utils.distributed_exercises import check_accumulate, check_ring_all_reduce, check_shard
 from nin_utils.train import main
@@ -27,6 +28,8 @@ from nin_utils.training import make_optimization, train_step
 B, WORLD, RESOLUTION, EPOCHS = 8, 2, 67, 2  # per-process batch; one process compares with batch WORLD * B
 RECIPE = Recipe(batch_size=B, autocast=False)  # float32: the two ways differ only by rounding
 STEP_SEED = 1  # the shuffle seed of the single-step comparison
+BUDGET = Budget(train_subset=128, test_subset=64, epochs=EPOCHS, resolution=RESOLUTION)
+ONE_EPOCH = Budget(train_subset=None, test_subset=None, epochs=1, resolution=RESOLUTION)
 
 
 def tiny_data():
@@ -42,8 +45,7 @@ def fresh_nin():
 
 def _first_epoch_then_stop(data, recipe, checkpoint):
     with contextlib.suppress(Interrupt):
-        fit(fresh_nin(), data, recipe, epochs=EPOCHS, resolution=RESOLUTION, checkpoint=checkpoint,
-            on_epoch_end=disconnect, progress=False)
+        fit(fresh_nin(), data, recipe, BUDGET, checkpoint=checkpoint, callbacks=[disconnect], progress=False)
 
 
 # ----------------------------------------------------------------- what each of the two processes does
@@ -56,31 +58,31 @@ def _worker(out: Path) -> None:
     # One step on this process's part of the first global batch.
     model = fresh_nin()
     optim = make_optimization(model, RECIPE, total_steps=10)
-    x, y = next(distributed.shard_batches(data, B, RESOLUTION, shuffle_seed=STEP_SEED))
+    x, y = next(data.batches("train", WORLD * B, RESOLUTION, shuffle_seed=STEP_SEED, shard=(rank, WORLD)))
     train_step(distributed.wrap(model), x, y, RECIPE, optim)
     save("step", {"x": x, "y": y, "model": model.state_dict(),
                   "grad": {name: p.grad for name, p in model.named_parameters()}})
 
     # Two epochs with a checkpoint; a copy of epoch 1's is kept for the resume test.
-    def keep_first(history):
-        if len(history) == 1 and distributed.is_main():
-            shutil.copy(out / "run.pt", out / "epoch1.pt")
+    class KeepFirst(Callback):
+        def on_epoch_end(self, history):
+            if len(history) == 1 and distributed.is_main():
+                shutil.copy(out / "run.pt", out / "epoch1.pt")
 
     model = fresh_nin()
-    history = fit(model, data, RECIPE, epochs=EPOCHS, resolution=RESOLUTION, checkpoint=out / "run.pt",
-                  on_epoch_end=keep_first, progress=False)
+    history = fit(model, data, RECIPE, BUDGET, checkpoint=out / "run.pt", callbacks=[KeepFirst()],
+                  progress=False)
     save("fit", {"model": model.state_dict(), "history": history})
 
     # Resume a checkpoint written by one process with batch WORLD * B.
     model = fresh_nin()
-    fit(model, data, RECIPE, epochs=EPOCHS, resolution=RESOLUTION, checkpoint=out / "single.pt", resume=True,
-        progress=False)
+    fit(model, data, RECIPE, BUDGET, checkpoint=out / "single.pt", resume=True, progress=False)
     save("resumed", model.state_dict())
 
     # A training set that does not split evenly.
     odd = load_fashion_mnist(device="cpu", train_subset=127, test_subset=64)
     try:
-        fit(fresh_nin(), odd, RECIPE, epochs=1, resolution=RESOLUTION, progress=False)
+        fit(fresh_nin(), odd, RECIPE, ONE_EPOCH, progress=False)
     except ValueError as error:
         (out / f"odd_rank{rank}.txt").write_text(str(error))
 
@@ -106,7 +108,7 @@ def single(tmp_path_factory):
     recipe = Recipe(batch_size=WORLD * B, autocast=False)
     _first_epoch_then_stop(data, recipe, out / "epoch1.pt")
     model = fresh_nin()
-    history = fit(model, data, recipe, epochs=EPOCHS, resolution=RESOLUTION, progress=False)
+    history = fit(model, data, recipe, BUDGET, progress=False)
     return {"dir": out, "data": data, "recipe": recipe, "model": model.state_dict(), "history": history}
 
 
@@ -180,11 +182,11 @@ def test_a_checkpoint_of_two_processes_resumes_in_one(launched, single, tmp_path
     state = load_checkpoint(checkpoint)
     assert state["world_size"] == WORLD and state["recipe"]["batch_size"] == B and len(state["history"]) == 1
     with pytest.raises(CheckpointError, match="other settings \\(global batch: 16 -> 8\\)"):
-        fit(fresh_nin(), single["data"], RECIPE, epochs=EPOCHS, resolution=RESOLUTION, checkpoint=checkpoint,
-            resume=True, progress=False)  # batch 8 in one process: half the global batch
+        fit(fresh_nin(), single["data"], RECIPE, BUDGET, checkpoint=checkpoint, resume=True,
+            progress=False)  # batch 8 in one process: half the global batch
     model = fresh_nin()
-    history = fit(model, single["data"], single["recipe"], epochs=EPOCHS, resolution=RESOLUTION,
-                  checkpoint=checkpoint, resume=True, progress=False)
+    history = fit(model, single["data"], single["recipe"], BUDGET, checkpoint=checkpoint, resume=True,
+                  progress=False)
     assert [s.epoch for s in history] == [1, 2]
     assert history[0] == launched["fit"][0]["history"][0]  # epoch 1 came from the checkpoint
     assert_close(model.state_dict(), launched["fit"][0]["model"], INITIAL, rtol=2e-2)
@@ -253,7 +255,7 @@ def test_fit_under_torchrun_without_setup_is_a_clear_error(monkeypatch):
     data = load_fashion_mnist(device="cpu", train_subset=8, test_subset=8)
     with pytest.raises(DistributedError, match="started as rank 0 of 2 but has not joined the others: call "
                                                "nin_utils.distributed.setup\\(\\) before training"):
-        fit(NiN(), data, epochs=1, resolution=RESOLUTION, progress=False)
+        fit(NiN(), data, None, ONE_EPOCH, progress=False)
 
 
 def test_an_unreachable_master_is_one_sentence_and_status_2(monkeypatch, capfd):
@@ -265,11 +267,28 @@ def test_an_unreachable_master_is_one_sentence_and_status_2(monkeypatch, capfd):
     monkeypatch.setenv("MASTER_PORT", str(port))
     with pytest.raises(SystemExit) as exit_:
         main(["--mode", "smoke", "--checkpoint", os.devnull, "--timeout", "1"])
-    err = capfd.readouterr().err  # file descriptor 2: torch's C++ log lines would show here too
-    assert exit_.value.code == 2 and err.count("\n") == 1, err
-    assert err.startswith(f"python -m nin_utils.train: error: Process 1 of 2 could not meet the others at "
-                          f"127.0.0.1:{port} within 1 s")
+    err = capfd.readouterr().err  # file descriptor 2: torch's C++ log lines come first, if any
+    assert exit_.value.code == 2 and err.endswith("\n") and "Traceback" not in err, err
+    assert err.splitlines()[-1].startswith(f"python -m nin_utils.train: error: Process 1 of 2 could not meet "
+                                           f"the others at 127.0.0.1:{port} within 1 s")
     assert distributed.world_size() == 1
+
+
+def test_what_torch_logs_when_the_processes_cannot_meet_is_kept(monkeypatch, capfd):
+    for name, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": str(_free_port())}.items():
+        monkeypatch.setenv(name, value)
+
+    def fails_to_connect(*args, **kwargs):
+        os.write(2, b"[W socket.cpp:767] The client socket has failed to connect (from C++)\n")
+        print("and from Python", file=sys.stderr, flush=True)
+        raise RuntimeError("connect() timed out")
+
+    monkeypatch.setattr(distributed.dist, "init_process_group", fails_to_connect)
+    with pytest.raises(DistributedError, match="RuntimeError: connect\\(\\) timed out"):
+        distributed.setup(timeout_s=1)
+    err = capfd.readouterr().err
+    assert "The client socket has failed to connect (from C++)\n" in err and "and from Python\n" in err
 
 
 # ----------------------------------------------------------------- chapter 6's checkers

@@ -151,6 +151,23 @@ def test_d2l_nin_is_d2ls_network():
     assert conv.weight.abs().max() <= bound and conv.weight.abs().max() > 0.9 * bound
 
 
+def test_reset_parameters_keeps_the_init_the_model_was_built_with():
+    def weight_stds(model):
+        return [(m.weight.std().item(), m.weight[0].numel(), m.weight.shape[0] * m.weight[0, 0].numel())
+                for m in model.features.modules() if isinstance(m, nn.Conv2d)]
+
+    d2l = d2l_nin()
+    d2l.reset_parameters()
+    for std, fan_in, fan_out in weight_stds(d2l):
+        assert std == pytest.approx(math.sqrt(2 / (fan_in + fan_out)), rel=0.2)  # Xavier's, not Kaiming's
+    d2l.reset_parameters("kaiming")  # an explicit choice still wins
+    for std, fan_in, _ in weight_stds(d2l):
+        assert std == pytest.approx(math.sqrt(2 / fan_in), rel=0.2)
+    kaiming = NiN()
+    kaiming.reset_parameters()
+    assert all(std == pytest.approx(math.sqrt(2 / fan_in), rel=0.2) for std, fan_in, _ in weight_stds(kaiming))
+
+
 @pytest.mark.parametrize("module", ["models", "counting"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(getattr(nin_utils, module), raise_on_error=False)

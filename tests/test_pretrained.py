@@ -18,6 +18,7 @@ def test_the_card_records_how_the_weights_were_made():
     assert WEIGHTS.stat().st_size < 5_000_000  # float16: about 2 bytes per parameter
 
 
+@pytest.mark.slow  # all 10,000 real test images at the card's resolution
 def test_the_shipped_network_scores_its_stated_accuracy(fashion):
     card = pretrained_card()
     model = load_pretrained()

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 import nin_utils.training as training
-from nin_utils import (CHANCE_LOSS, CheckpointError, NiN, PlateauWarning, Recipe, evaluate, fit,
-                       load_checkpoint, load_fashion_mnist, train_step)
+from nin_utils import (CHANCE_LOSS, Budget, Callback, CheckpointError, NiN, PlateauWarning, PlateauWatch,
+                       Recipe, UserError, evaluate, fit, load_checkpoint, load_fashion_mnist, train_step)
 from conftest import Interrupt, disconnect
-from nin_utils.train import main
-from nin_utils.training import LOG_EVERY, PLATEAU_STEPS, _warn_if_stalled, make_optimization
+import nin_utils.train as train_module
+from nin_utils.train import main, run
+from nin_utils.training import LOG_EVERY, PLATEAU_STEPS, make_optimization
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,10 +24,14 @@ def tiny():
     return load_fashion_mnist(device="cpu", train_subset=384, test_subset=256, seed=0)
 
 
+def budget(epochs, resolution=67):
+    return Budget(train_subset=None, test_subset=None, epochs=epochs, resolution=resolution)
+
+
 def _train(data, epochs, recipe=Recipe(batch_size=64), **kwargs):
     torch.manual_seed(0)
     model = NiN()
-    history = fit(model, data, recipe, epochs=epochs, resolution=67, progress=False, **kwargs)
+    history = fit(model, data, recipe, budget(epochs), progress=False, **kwargs)
     return model, history
 
 
@@ -37,8 +42,8 @@ def test_recipe_defaults_and_d2ls():
                               label_smoothing=0.1)
     d2l = Recipe.d2l()
     assert (d2l.optimizer, d2l.lr, d2l.momentum, d2l.weight_decay, d2l.schedule, d2l.grad_clip,
-            d2l.label_smoothing, d2l.normalize, d2l.batch_size) == ("sgd", 0.1, 0.0, 0.0, "constant", None, 0.0,
-                                                                    False, 128)
+            d2l.label_smoothing, d2l.autocast, d2l.batch_size) == ("sgd", 0.1, 0.0, 0.0, "constant", None, 0.0,
+                                                                   False, 128)
     assert Recipe.from_dict(dataclasses.asdict(d2l)) == d2l
     with pytest.raises(dataclasses.FrozenInstanceError):
         d2l.lr = 1.0
@@ -90,22 +95,22 @@ def test_a_short_real_run_learns_far_above_chance():
     # images with one torch thread, and seed 0 0.42 with two (chance: 0.10), so 0.3 fails only when
     # learning is broken, not on an unlucky seed or thread count.
     data = load_fashion_mnist(device="cpu", train_subset=4_000, test_subset=1_000, seed=0)
-    history = fit(NiN(), data, Recipe(batch_size=64), epochs=2, resolution=67, progress=False)
+    history = fit(NiN(), data, Recipe(batch_size=64), budget(2), progress=False)
     assert history[-1].train_loss < history[0].train_loss < CHANCE_LOSS
     assert history[-1].test_acc >= 0.3, history
 
 
 def test_bad_budgets_are_clear_errors(tiny):
-    with pytest.raises(ValueError, match="epochs=0 is invalid"):
+    with pytest.raises(UserError, match="epochs=0 is invalid"):
         _train(tiny, 0)
-    with pytest.raises(ValueError, match="resolution=28 is below the smallest input this network accepts \\(67 px\\)"):
-        fit(NiN(), tiny, epochs=1, resolution=28, progress=False)
+    with pytest.raises(UserError, match="resolution=28 is below the smallest input this network accepts \\(67 px\\)"):
+        fit(NiN(), tiny, None, budget(1, resolution=28), progress=False)
 
 
 def test_model_and_data_on_different_devices_is_a_clear_error(tiny):
     data = load_fashion_mnist(device="meta", train_subset=8, test_subset=8)
-    with pytest.raises(ValueError, match="model is on cpu but the data is on meta"):
-        fit(NiN(), data, epochs=1, resolution=67, progress=False)
+    with pytest.raises(UserError, match="model is on cpu but the data is on meta"):
+        fit(NiN(), data, None, budget(1), progress=False)
 
 
 # ----------------------------------------------------------------- checkpoints
@@ -114,7 +119,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny, tmp_path):
     straight, straight_history = _train(tiny, 2)
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(Interrupt):  # dies right after epoch 1's checkpoint is written
-        _train(tiny, 2, checkpoint=checkpoint, on_epoch_end=disconnect)
+        _train(tiny, 2, checkpoint=checkpoint, callbacks=[disconnect])
     assert len(load_checkpoint(checkpoint)["history"]) == 1
     resumed, resumed_history = _train(tiny, 2, checkpoint=checkpoint, resume=True)
     assert [s.epoch for s in resumed_history] == [1, 2]
@@ -131,13 +136,18 @@ def test_resume_of_a_finished_run_trains_nothing_more(tiny, tmp_path):
     assert torch.equal(model.state_dict()["features.0.0.weight"], again.state_dict()["features.0.0.weight"])
 
 
-def test_checkpoint_stores_the_recipe_as_plain_data(tiny, tmp_path):
+def test_checkpoint_stores_the_recipe_budget_and_model_args_as_plain_data(tiny, tmp_path):
     checkpoint = tmp_path / "run.pt"
     recipe = Recipe(batch_size=64, label_smoothing=0.1)
-    _train(tiny, 1, recipe, checkpoint=checkpoint)
+    model, _ = _train(tiny, 1, recipe, checkpoint=checkpoint)
     state = load_checkpoint(checkpoint)
     assert Recipe.from_dict(state["recipe"]) == recipe
-    assert state["budget"] == {"epochs": 1, "resolution": 67, "seed": 0, "train_size": 384}
+    assert Budget(**state["budget"]) == budget(1)
+    assert (state["seed"], state["train_size"]) == (0, 384)
+    rebuilt = NiN(**state["model_args"])  # nanoGPT's model_args: the checkpoint rebuilds its network
+    rebuilt.load_state_dict(state["model"])
+    x = next(tiny.batches("test", 4, 67))[0]
+    assert torch.allclose(rebuilt.eval()(x), model.eval()(x), atol=1e-5)
 
 
 def test_truncated_checkpoint_is_a_clear_error(tiny, tmp_path):
@@ -187,24 +197,30 @@ def test_a_missing_or_foreign_file_is_a_clear_error(tmp_path):
 
 # ----------------------------------------------------------------- the plateau warning
 
-def test_plateau_at_ln10_warns_and_names_the_causes():
-    stalled = [CHANCE_LOSS] * (PLATEAU_STEPS // LOG_EVERY)
-    with pytest.warns(PlateauWarning, match="init='kaiming'.*final_relu=False.*normalize=True"):
-        assert _warn_if_stalled(stalled)
-    assert not _warn_if_stalled(stalled[1:])  # fewer than PLATEAU_STEPS steps logged
+def test_plateau_at_ln10_warns_once_and_names_the_causes():
+    watch = PlateauWatch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(PLATEAU_STEPS // LOG_EVERY - 1):  # fewer than PLATEAU_STEPS steps logged
+            watch.on_log(CHANCE_LOSS)
+    with pytest.warns(PlateauWarning, match="init='kaiming'.*final_relu=False.*input_norm") as caught:
+        for _ in range(5):
+            watch.on_log(CHANCE_LOSS)
+    assert len(caught) == 1
 
 
 def test_a_learning_loss_does_not_warn():
+    watch = PlateauWatch()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert not _warn_if_stalled([2.3 - i / 20 for i in range(PLATEAU_STEPS // LOG_EVERY)])
+        for i in range(3 * PLATEAU_STEPS // LOG_EVERY):
+            watch.on_log(2.3 - i / 20)
 
 
 def test_d2l_recipe_on_d2l_nin_warns_once(tiny):
     from nin_utils import d2l_nin
     with pytest.warns(PlateauWarning) as caught:
-        fit(d2l_nin(), tiny, dataclasses.replace(Recipe.d2l(), batch_size=8), epochs=3,
-            resolution=67, progress=False)
+        fit(d2l_nin(), tiny, dataclasses.replace(Recipe.d2l(), batch_size=8), budget(3), progress=False)
     assert len([w for w in caught if w.category is PlateauWarning]) == 1
 
 
@@ -212,8 +228,8 @@ def test_d2l_recipe_on_d2l_nin_warns_once(tiny):
 
 def test_command_line_trains_and_saves_a_checkpoint(tmp_path, capsys):
     checkpoint = tmp_path / "cli.pt"
-    history = main(["--mode", "smoke", "--train-subset", "256", "--test-subset", "128",
-                    "--checkpoint", str(checkpoint)])
+    history = run(["--mode", "smoke", "--train-subset", "256", "--test-subset", "128",
+                   "--checkpoint", str(checkpoint)])
     out = capsys.readouterr().out
     assert "smoke mode on cpu (" in out and ": 256 training images, 1 epoch at 67 px" in out
     assert "Final test accuracy" in out and "on 128 test images" in out
@@ -222,8 +238,8 @@ def test_command_line_trains_and_saves_a_checkpoint(tmp_path, capsys):
 
 def test_float32_option_turns_autocast_off(tmp_path, capsys):
     checkpoint = tmp_path / "fp32.pt"
-    main(["--mode", "smoke", "--train-subset", "256", "--test-subset", "128", "--float32",
-          "--checkpoint", str(checkpoint)])
+    assert main(["--mode", "smoke", "--train-subset", "256", "--test-subset", "128", "--float32",
+                 "--checkpoint", str(checkpoint)]) is None  # a console script exits 0 on None
     assert "peak lr 0.002, float32" in capsys.readouterr().out
     assert load_checkpoint(checkpoint)["recipe"]["autocast"] is False
 
@@ -277,3 +293,53 @@ def test_a_bad_command_line_from_a_shell_prints_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr == ("python -m nin_utils.train: error: argument --batch-size: -5 must be "
                              "greater than 0\n")
+
+
+@pytest.mark.slow
+def test_the_installed_console_script_exits_0_after_training(tmp_path):
+    nin_train = Path(sys.executable).parent / "nin-train"
+    result = subprocess.run([str(nin_train), "--mode", "smoke", "--epochs", "1", "--train-subset", "512",
+                             "--test-subset", "512", "--checkpoint", str(tmp_path / "cli.pt")],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Final test accuracy" in result.stdout and "EpochStats" not in result.stdout + result.stderr
+
+
+def test_user_errors_are_value_errors_from_every_validation_site():
+    from nin_utils import distributed, get_mode
+    assert issubclass(UserError, ValueError)
+    for bad in (lambda: Recipe(batch_size=0), lambda: Recipe.from_dict({"lr_max": 1.0}),
+                lambda: load_fashion_mnist(device="cpu", train_subset=0),
+                lambda: distributed.check_divisible(3, 2), lambda: get_mode("fast"),
+                lambda: NiN(head="mlp"), lambda: NiN(final_relu=True), lambda: NiN(head="fc", resolution=28),
+                lambda: NiN(init="he")):
+        with pytest.raises(UserError):
+            bad()
+
+
+def test_a_user_error_inside_training_is_one_sentence(capsys, monkeypatch):
+    monkeypatch.setenv("NIN_MODE", "fast")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--checkpoint", os.devnull])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "Unknown NiN mode 'fast'" in err
+
+
+def test_a_value_error_from_a_bug_keeps_its_traceback(capsys, monkeypatch):
+    def buggy(**kwargs):
+        raise ValueError("a bug, not the user's doing")
+
+    monkeypatch.setattr(train_module, "load_fashion_mnist", buggy)
+    with pytest.raises(ValueError, match="a bug, not the user's doing"):  # uncaught: Python prints the traceback
+        main(["--mode", "smoke", "--checkpoint", os.devnull])
+    assert "error:" not in capsys.readouterr().err
+
+
+def test_nin_debug_adds_the_traceback_to_a_user_error(capsys, monkeypatch):
+    monkeypatch.setenv("NIN_DEBUG", "1")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--mode", "smoke", "--checkpoint", os.devnull, "--train-subset", "99999999"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("Traceback (most recent call last):")
+    assert "nin_utils.errors.UserError: train_subset=99999999 is out of range" in err
+    assert err.splitlines()[-1].startswith("python -m nin_utils.train: error: train_subset=99999999 is out of range")

@@ -12,7 +12,6 @@ number). ``make pretrained`` runs the training and then this.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import hashlib
 import json
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from machine import describe_machine  # noqa: E402
-from nin_utils import Recipe, evaluate, load_checkpoint, load_fashion_mnist  # noqa: E402
+from nin_utils import evaluate, load_checkpoint, load_fashion_mnist  # noqa: E402
 from nin_utils.pretrained import CARD, WEIGHTS, load_pretrained  # noqa: E402
 
 
@@ -35,23 +34,23 @@ def main() -> None:
     parser.add_argument("--command", required=True, help="the training command, recorded on the card")
     parser.add_argument("--seconds", type=float, required=True, help="wall time of the training command")
     args = parser.parse_args()
-    state = load_checkpoint(args.checkpoint, required=("model", "recipe", "budget", "history"))
+    state = load_checkpoint(args.checkpoint, required=("model", "model_args", "recipe", "budget", "history"))
     budget, history = state["budget"], state["history"]
-    if len(history) != budget["epochs"] or budget["train_size"] != 60_000:
+    if len(history) != budget["epochs"] or state["train_size"] != 60_000:
         sys.exit(f"{args.checkpoint} is not a finished run on all 60,000 training images.")
     WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": {name: tensor.half() for name, tensor in state["model"].items()}}, WEIGHTS)
+    torch.save({"model": {name: tensor.half() for name, tensor in state["model"].items()},
+                "model_args": state["model_args"]}, WEIGHTS)
     card = {
         "command": args.command, "seconds": round(args.seconds), "date": datetime.date.today().isoformat(),
         "machine": describe_machine(torch.device("cpu")), "torch": torch.__version__,
-        "seed": budget["seed"], "resolution": budget["resolution"], "epochs": budget["epochs"],
-        "recipe": state["recipe"], "test_acc_by_epoch": [round(s["test_acc"], 4) for s in history],
+        "seed": state["seed"], "resolution": budget["resolution"], "epochs": budget["epochs"],
+        "model_args": state["model_args"], "recipe": state["recipe"], "test_acc_by_epoch": [round(s["test_acc"], 4) for s in history],
         "sha256": hashlib.sha256(WEIGHTS.read_bytes()).hexdigest(),
     }
     CARD.write_text(json.dumps(card, indent=1) + "\n")
     data = load_fashion_mnist(device="cpu")
-    float32 = dataclasses.replace(Recipe.from_dict(state["recipe"]), autocast=False)
-    card["test_acc"] = evaluate(load_pretrained(), data, resolution=budget["resolution"], recipe=float32)
+    card["test_acc"] = evaluate(load_pretrained(), data, resolution=budget["resolution"], autocast=False)
     CARD.write_text(json.dumps(card, indent=1) + "\n")
     print(f"wrote {WEIGHTS} ({WEIGHTS.stat().st_size / 1e6:.1f} MB) and {CARD}: test accuracy "
           f"{card['test_acc']:.4f} on all 10,000 test images")

@@ -1,6 +1,7 @@
 """Generate the student edition under ``student/``: the book without solutions.
 
     python tools/make_student.py          # then: jupyter-book build --all student
+    python tools/make_student.py --list-own   # the student notebooks of their own, one a line
 
 Copies the book's pages and notebooks into ``student/`` with every cell tagged
 ``solution`` removed (so a notebook downloaded or opened in Colab from the
@@ -19,7 +20,7 @@ repository. ``tests/test_student_edition.py`` checks that the committed
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import nbformat
@@ -109,6 +110,27 @@ def build(out: Path) -> list[str]:
     return changed
 
 
-if __name__ == "__main__":
-    written = build(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "student")
+def own_notebooks() -> list[Path]:
+    """The student notebooks that are notebooks of their own (their instructor versions have
+    solutions), under ``student/notebooks/``: the one list of them (Makefile, gpu.yml and
+    ``tools/execute_notebooks.py`` use it)."""
+    return [ROOT / "student" / "notebooks" / p.name for p in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+            if has_solutions(nbformat.read(p, as_version=4))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("out", nargs="?", type=Path, default=ROOT / "student", help="default: student/")
+    parser.add_argument("--list-own", action="store_true",
+                        help="only print the student notebooks that are notebooks of their own, one path "
+                             "(relative to the repository) a line")
+    args = parser.parse_args()
+    if args.list_own:
+        print("\n".join(p.relative_to(ROOT).as_posix() for p in own_notebooks()))
+        return
+    written = build(args.out)
     print(f"student edition: {len(written)} file(s) changed" + "".join(f"\n  {name}" for name in written))
+
+
+if __name__ == "__main__":
+    main()
