@@ -58,6 +58,13 @@ test: setup
 	NIN_MODE=smoke OMP_NUM_THREADS=1 TQDM_MININTERVAL=10 $(PYTHON) -m pytest -n 2 --dist loadfile \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 tests notebooks $(STUDENT_OWN)
 
+# The fast tier: the unit tests only, under a minute on 2 cores. Tests marked `slow` (pyproject.toml:
+# book builds, the browser, Colab and grading runs, the real data set, training to an accuracy)
+# and the notebooks are left to `make test`. No npm needed.
+.PHONY: check
+check: $(VENV)/.installed data
+	NIN_MODE=smoke OMP_NUM_THREADS=1 $(PYTHON) -m pytest -m "not slow" -q -n 2 tests
+
 book: setup
 	$(VENV)/bin/jupyter-book build --all . -W -n --keep-going
 

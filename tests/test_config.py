@@ -1,9 +1,11 @@
+import dataclasses
 import random
 
 import pytest
 import torch
 
 from nin_utils import MODES, Budget, NiN, get_device, get_mode, seed_everything
+from nin_utils.config import TEST_SIZE, TRAIN_SIZE, Mode
 
 
 def test_mode_from_argument_and_environment(monkeypatch):
@@ -36,11 +38,26 @@ def test_modes_describe_themselves():
 
 
 def test_modes_differ_only_in_budget():
+    assert [f.name for f in dataclasses.fields(Mode)] == ["name", "main", "short"]  # nothing but budgets
+    assert list(MODES) == ["smoke", "quick", "full"]
+    images = lambda count, size: size if count is None else count  # None: the whole split
+    sizes = lambda b: (images(b.train_subset, TRAIN_SIZE), images(b.test_subset, TEST_SIZE), b.epochs, b.resolution)
+    work = lambda b: images(b.train_subset, TRAIN_SIZE) * b.epochs * b.resolution ** 2
     for mode in MODES.values():
-        assert type(mode.main) is type(mode.short) is Budget
+        assert MODES[mode.name] is mode
+        epochs = f"{mode.main.epochs} epoch" + ("s" if mode.main.epochs > 1 else "")
+        assert mode.describe().startswith(f"{mode.name} mode: ")
+        assert f"{epochs} at {mode.main.resolution} px" in mode.describe()
+        # The short budget (comparisons, exercises) is at most the main one, field by field.
+        assert all(s <= m for s, m in zip(sizes(mode.short), sizes(mode.main))), mode
         for budget in (mode.main, mode.short):
-            assert budget.resolution >= NiN().min_resolution
-            assert budget.epochs >= 1
+            assert budget.resolution >= NiN().min_resolution and budget.epochs >= 1
+    for which in ("main", "short"):  # smoke < quick < full: never less of anything, strictly more work
+        smoke, quick, full = (getattr(MODES[name], which) for name in MODES)
+        for smaller, larger in ((smoke, quick), (quick, full)):
+            assert all(s <= l for s, l in zip(sizes(smaller), sizes(larger))), (which, smaller, larger)
+            assert work(smaller) < work(larger) and smaller.epochs < larger.epochs, (which, smaller, larger)
+    assert MODES["full"].main == Budget(None, None, 10, 224)  # d2l's resolution, every image (README)
 
 
 def test_seed_everything_repeats_random_draws():

@@ -3,12 +3,14 @@
 import html
 import shutil
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from tools.make_student import LEFT_ALONE, SOLUTION_TAG, build
+from tools.make_student import LEFT_ALONE, SOLUTION_TAG, build, own_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 EXERCISES = ROOT / "notebooks" / "05_exercises.ipynb"
@@ -28,6 +30,18 @@ def test_committed_student_tree_is_up_to_date(tmp_path):
     shutil.copytree(ROOT / "student", copy, ignore=shutil.ignore_patterns(*LEFT_ALONE))
     changed = build(copy)
     assert not changed, f"student/ is stale ({changed}): run `python tools/execute_notebooks.py` and commit"
+
+
+def test_one_list_of_the_student_notebooks_of_their_own():
+    own = ["student/notebooks/05_exercises.ipynb", "student/notebooks/06_distributed.ipynb"]
+    assert [p.relative_to(ROOT).as_posix() for p in own_notebooks()] == own
+    listed = subprocess.run([sys.executable, "tools/make_student.py", "--list-own"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout
+    assert listed.split() == own
+    for path in ("Makefile", ".github/workflows/gpu.yml"):  # they run the command, not a list of their own
+        text = (ROOT / path).read_text()
+        assert "tools/make_student.py --list-own" in text and "student/notebooks/0" not in text, path
+    assert "own_notebooks" in (ROOT / "tools" / "execute_notebooks.py").read_text()
 
 
 def exercise_answers() -> set[str]:

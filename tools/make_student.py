@@ -29,8 +29,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION_TAG = "solution"
 INSTRUCTOR_ONLY = ("book/instructors",)
-# What building or running the edition writes beside it (all in .gitignore): never part of it, never removed.
-LEFT_ALONE = {"_build", ".ipynb_checkpoints", "checkpoints", "data"}
+# What building or running the edition writes beside it (all in .gitignore): never part of it, never removed;
+# and nin_utils, a link to the package, whose source the chapters' listings ({literalinclude}) show.
+LEFT_ALONE = {"_build", ".ipynb_checkpoints", "checkpoints", "data", "nin_utils"}
 
 
 def has_solutions(notebook: nbformat.NotebookNode) -> bool:
@@ -97,6 +98,9 @@ def build(out: Path) -> list[str]:
     Returns the paths written or removed (build output and autosaves are left alone).
     """
     files, changed = student_files(out), []
+    package = out / "nin_utils"  # ../nin_utils/ in a chapter means the same package in both editions
+    if not package.is_symlink():
+        package.symlink_to(Path("..") / "nin_utils", target_is_directory=True)
     for name, content in files.items():
         target = out / name
         if not target.is_file() or target.read_bytes() != content:
