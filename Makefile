@@ -93,8 +93,9 @@ release: clean-tree
 
 .PHONY: clean-tree
 clean-tree:
-	@status=$$(git status --porcelain) || exit 1; test -z "$$status" || { echo "make release: the working tree has changes that are not \
-	committed (git status --porcelain): commit or remove them first, so that the tag names what was tested." >&2; exit 1; }
+	@status=$$(git status --porcelain) || exit 1; test -z "$$status" || { \
+		echo "make release: the working tree has changes that are not committed (git status --porcelain):" \
+			"commit or remove them first, so that the tag names what was tested." >&2; exit 1; }
 
 # Grade a class's chapter-5 notebooks, one <student>.ipynb each (book/instructors.md, "Grading a class"),
 # as root so that each runs sandboxed: make grade SUBMISSIONS=folder [OUT=folder] [GRADE_ARGS="--jobs 2"].

@@ -154,7 +154,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="This DataLoader will create")  # d2l's 4 workers on 2 cores
     device = get_device()
     print(describe_machine(device), flush=True)
-    fast_dtype = autocast_dtype(device, recipe) or torch.float32
+    fast_dtype = autocast_dtype(device, recipe.autocast) or torch.float32
     peaks = {torch.float32: matmul_peak(device, torch.float32), fast_dtype: matmul_peak(device, fast_dtype)}
     print("matmul peak: " + ", ".join(f"{str(d).removeprefix('torch.')} {p / 1e9:,.0f} GFLOP/s"
                                       for d, p in peaks.items()), flush=True)

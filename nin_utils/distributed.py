@@ -37,7 +37,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .config import get_device
-from .errors import UserError
 
 DEFAULT_TIMEOUT_S = 1800.0  # how long a process waits for the others: to meet, and at every collective
 T = TypeVar("T")

@@ -23,7 +23,8 @@ def test_the_promised_python_runs_the_code_and_readme_says_the_same():
 
 
 def _stub_commands(folder: Path, python_version: str) -> dict[str, str]:
-    """A PATH whose python3 reports ``python_version`` and whose make, apt-get and sudo fail at once (status 97)."""
+    """A PATH whose python3 reports ``python_version`` and whose make, apt-get, sudo and npm fail at once
+    (status 97)."""
     folder.mkdir()
     (folder / "python3").write_text(f"#!/bin/sh\necho {python_version}\n")
     for name in ("make", "apt-get", "sudo", "npm"):

@@ -233,7 +233,7 @@ def test_command_line_trains_and_saves_a_checkpoint(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "smoke mode on cpu (" in out and ": 256 training images, 1 epoch at 67 px" in out
     assert "Final test accuracy" in out and "on 128 test images" in out
-    assert len(history) == 1 and load_checkpoint(checkpoint)["budget"]["train_size"] == 256
+    assert len(history) == 1 and load_checkpoint(checkpoint)["train_size"] == 256
 
 
 def test_float32_option_turns_autocast_off(tmp_path, capsys):
@@ -306,11 +306,10 @@ def test_the_installed_console_script_exits_0_after_training(tmp_path):
 
 
 def test_user_errors_are_value_errors_from_every_validation_site():
-    from nin_utils import distributed, get_mode
+    from nin_utils import get_mode
     assert issubclass(UserError, ValueError)
     for bad in (lambda: Recipe(batch_size=0), lambda: Recipe.from_dict({"lr_max": 1.0}),
-                lambda: load_fashion_mnist(device="cpu", train_subset=0),
-                lambda: distributed.check_divisible(3, 2), lambda: get_mode("fast"),
+                lambda: load_fashion_mnist(device="cpu", train_subset=0), lambda: get_mode("fast"),
                 lambda: NiN(head="mlp"), lambda: NiN(final_relu=True), lambda: NiN(head="fc", resolution=28),
                 lambda: NiN(init="he")):
         with pytest.raises(UserError):
@@ -342,4 +341,5 @@ def test_nin_debug_adds_the_traceback_to_a_user_error(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("Traceback (most recent call last):")
     assert "nin_utils.errors.UserError: train_subset=99999999 is out of range" in err
-    assert err.splitlines()[-1].startswith("python -m nin_utils.train: error: train_subset=99999999 is out of range")
+    assert err.splitlines()[-1].startswith("python -m nin_utils.train: error: train_subset=99999999 is out of "
+                                           "range")
