@@ -6,8 +6,9 @@
     .venv/bin/python benchmarks/accuracy.py --budget short --variant "GAP: net.head='gap'" \\
         --variant "FC: net.head='fc'" --out nin_utils/evidence/gap_vs_fc.json
 
-A variant is ``name: key=value, ...``: ``net.*`` keys are ``NiN`` arguments (``net=d2l``
-builds ``d2l_nin()``), the others ``Recipe`` fields (``recipe=d2l`` starts from
+A variant is ``name: key=value, ...``: ``net.*`` keys are ``NiN`` arguments changed from
+``mnist_nin()``, the course's network (``net=d2l`` builds ``d2l_nin()``, ``net=released`` the
+authors' MNIST NiN as released), the others ``Recipe`` fields (``recipe=d2l`` starts from
 ``Recipe.d2l()`` instead of ``Recipe()``). Each run is a fresh process state
 (seeded model, data order and dropout) timed from the start of ``fit``, evaluation
 included; seeds and variants alternate so machine noise spreads over all of them. The
@@ -31,7 +32,8 @@ from pathlib import Path
 import torch
 
 from machine import describe_machine
-from nin_utils import Callback, NiN, Recipe, d2l_nin, fit, get_device, get_mode, load_fashion_mnist, seed_everything
+from nin_utils import (Callback, Recipe, d2l_nin, evaluate, fit, get_device, get_mode, load_fashion_mnist,
+                       mnist_nin, mnist_nin_as_released, seed_everything, shifted)
 from nin_utils.evidence import mean_sd
 
 
@@ -56,9 +58,13 @@ def make_recipe(changes: dict) -> Recipe:
 
 
 def build(net: dict, resolution: int) -> torch.nn.Module:
-    if net.get("net") == "d2l":
-        return d2l_nin()
-    return NiN(**{"resolution": resolution, **net} if net.get("head") == "fc" else net)
+    """``net=d2l``: ``d2l_nin()``; ``net=released``: the authors' MNIST NiN as released; else
+    ``mnist_nin()`` (the course's network) with the other ``net.*`` keys as ``NiN`` arguments."""
+    changes = {k: v for k, v in net.items() if k != "net"}
+    if changes.get("head") == "fc":
+        changes.setdefault("resolution", resolution)
+    base = {"d2l": d2l_nin, "released": mnist_nin_as_released}.get(net.get("net"), mnist_nin)
+    return base(**changes)
 
 
 class Stopwatch(Callback):
@@ -83,6 +89,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], help="name: key=value, ... (repeatable)")
     parser.add_argument("--target", type=float, help="report when each run first reaches this test accuracy, "
                         "and exit 1 if a variant's final test accuracy (mean over seeds) is below it")
+    parser.add_argument("--shifts", type=int, nargs="+", default=[],
+                        help="also test each final network on the test images shifted by these pixels")
     parser.add_argument("--out", type=Path, help="write the runs here as JSON")
     args = parser.parse_args()
 
@@ -107,15 +115,22 @@ def main() -> None:
             elapsed = stopwatch.elapsed
             accs = [round(s.test_acc, 4) for s in history]
             runs[name].append({"seed": seed, "test_acc": accs, "seconds": elapsed,
-                               "train_loss": [round(s.train_loss, 4) for s in history]})
+                               "train_loss": [round(s.train_loss, 4) for s in history],
+                               "train_acc": [round(s.train_acc, 4) for s in history]})
+            if args.shifts:
+                runs[name][-1]["shift_acc"] = {pixels: round(evaluate(model, shifted(data, pixels),
+                                                                      resolution=budget.resolution), 4)
+                                               for pixels in args.shifts}
             reached = next((t for a, t in zip(accs, elapsed) if args.target and a >= args.target), None)
             print(f"  seed {seed} {name:<24} test acc by epoch {accs}  {elapsed[-1]:.0f} s"
                   + (f"  reached {args.target} after {reached:.0f} s" if reached else ""), flush=True)
-    print(f"\n{'variant':<24}" + "".join(f"{f'epoch {e}':>16}" for e in range(1, budget.epochs + 1)) + f"{'s':>7}")
+    width = max(len(name) for name in runs) + 2
+    print(f"\n{'variant':<{width}}" + "".join(f"{f'epoch {e}':>16}" for e in range(1, budget.epochs + 1))
+          + f"{'s':>7}")
     for name, results in runs.items():
         cells = [mean_sd([r["test_acc"][epoch] for r in results]) for epoch in range(budget.epochs)]
         seconds = statistics.mean(r["seconds"][-1] for r in results)
-        print(f"{name:<24}" + "".join(f"{c:>16}" for c in cells) + f"{seconds:>7.0f}")
+        print(f"{name:<{width}}" + "".join(f"{c:>16}" for c in cells) + f"{seconds:>7.0f}")
     print(f"(mean ± standard deviation over seeds {args.seeds})")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,16 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
-    """Output side of a conv or pool: ``floor((n + 2*padding - kernel) / stride) + 1``."""
-    return (n + 2 * padding - kernel) // stride + 1
+def conv_output_size(n: int, kernel: int, stride: int = 1, padding: int = 0, ceil_mode: bool = False) -> int:
+    """Output side of a conv or pool: ``floor((n + 2*padding - kernel) / stride) + 1``.
+
+    ``ceil_mode`` (a pool's option, as cuda-convnet pooled) rounds up instead, keeping a last
+    window that starts inside the input: 28 -> 14 -> 7 with 3x3 windows at stride 2.
+    """
+    if not ceil_mode:
+        return (n + 2 * padding - kernel) // stride + 1
+    side = -(-(n + 2 * padding - kernel) // stride) + 1
+    return side - 1 if (side - 1) * stride >= n + padding else side
 
 
 def output_side(model: nn.Module, resolution: int) -> int:
@@ -37,7 +44,7 @@ def output_side(model: nn.Module, resolution: int) -> int:
         if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
             kernel, stride, padding = (_first(layer.kernel_size), _first(layer.stride),
                                        _first(layer.padding))
-            side = conv_output_size(side, kernel, stride, padding)
+            side = conv_output_size(side, kernel, stride, padding, getattr(layer, "ceil_mode", False))
             if side < 1:
                 break
     return side
@@ -179,7 +186,7 @@ def _describe(module: nn.Module) -> str:
                          (("s", module.stride), ("p", module.padding)) if value[0] != (1 if key == "s" else 0))
         return f"Conv2d({module.in_channels}, {module.out_channels}, {kh}x{kw}{extras})"
     if isinstance(module, nn.MaxPool2d):
-        return f"MaxPool2d({module.kernel_size}, s{module.stride})"
+        return f"MaxPool2d({module.kernel_size}, s{module.stride}{', ceil' if module.ceil_mode else ''})"
     if isinstance(module, nn.Linear):
         return f"Linear({module.in_features}, {module.out_features})"
     return type(module).__name__

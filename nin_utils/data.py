@@ -25,6 +25,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -125,6 +126,18 @@ def to_model_input(images: torch.Tensor, resolution: int) -> torch.Tensor:
     if resolution != x.shape[-1]:
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
     return x
+
+
+def shifted(data: FashionMNISTData, pixels: int, split: str = "test") -> FashionMNISTData:
+    """``data`` with one split's images moved ``pixels`` right and down (negative: left and up),
+    the uncovered border filled with 0, the background: a test of translation robustness."""
+    images = data.split(split)[0]
+    moved = torch.zeros_like(images)
+    if pixels >= 0:
+        moved[:, pixels:, pixels:] = images[:, :images.shape[1] - pixels, :images.shape[2] - pixels]
+    else:
+        moved[:, :pixels, :pixels] = images[:, -pixels:, -pixels:]
+    return dataclasses.replace(data, **{f"{split}_images": moved})
 
 
 def load_fashion_mnist(*, device: torch.device | str | None = None, train_subset: int | None = None,

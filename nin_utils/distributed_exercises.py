@@ -4,8 +4,9 @@ accumulation with ``no_sync``. Each prints ✅ or ❌ with a hint and returns Tr
 Like ``nin_utils.exercises`` (whose ``_checker`` wrapper they share): every ``check_*`` takes the
 student's function as an argument and reads nothing else from the notebook, never raises on a
 wrong or unfinished answer, and holds no answer key. Each checks the properties that define a
-right answer (every image once per epoch, dealt like cards, the same batches as one process;
-the sum everywhere, through neighbours only; the step of the whole batch) on cases of its own.
+right answer (every image once per epoch, the same global batches as one process, equal parts;
+the sum everywhere, built from what neighbours sent; the step of the whole batch, whatever the
+gradients held before) on cases of its own.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ SHARD_CASES = [(24, 4, 3), (20, 3, 2), (10, 5, 1), (16, 8, 4)]  # (images, batch
 @_checker
 def check_shard(shard: Callable[[torch.Tensor, int, int, int], Sequence[torch.Tensor]]) -> str:
     """Exercise 1: ``shard(order, batch_size, rank, world_size)`` lists the index tensors process
-    ``rank`` trains on, step by step, dealt like cards as ``DistributedSampler`` does; together the
-    processes take the steps of one process with batch ``batch_size * world_size``, each an equal
-    part of every step."""
-    hands = []  # what each case dealt, checked once the properties hold in every case
+    ``rank`` trains on, step by step: together the processes take the steps of one process with
+    batch ``batch_size * world_size``, each an equal part of every step. Dealing like cards (as
+    ``DistributedSampler``) and cutting each global batch into contiguous parts (as ``nin_utils``)
+    both do; the message says which one ``shard`` does."""
+    dealt = contiguous = True
     for images, batch, world in SHARD_CASES:
         order = torch.randperm(images, generator=torch.Generator().manual_seed(images + world))
         where = f"{images} images, batch {batch} per process, {world} processes"
@@ -60,15 +62,15 @@ def check_shard(shard: Callable[[torch.Tensor, int, int, int], Sequence[torch.Te
                     f"{where}: at step {step + 1} the processes together do not have the images one process "
                     f"with batch {global_batch} would (order[{step * global_batch}:{(step + 1) * global_batch}]): "
                     f"an image is missing, repeated, or from another step.")
-        hands.append((where, order, world, parts))
-    for where, order, world, parts in hands:  # the same global batches can be cut up in other ways
         for rank, steps in enumerate(parts):
-            _expect(torch.equal(torch.cat(steps), order[rank::world]),
-                    f"{where}: process {rank} does not train on images {rank}, {rank} + {world}, "
-                    f"{rank} + 2 x {world}, ... of the order, in that order: deal the order like cards, "
-                    f"then cut each hand into batches of batch_size.")
-    return (f"right in all {len(SHARD_CASES)} cases: every image once per epoch, equal parts, and the same "
-            f"steps as one process with batch_size x world_size.")
+            dealt &= torch.equal(torch.cat(steps), order[rank::world])
+            contiguous &= all(torch.equal(s, order[i * global_batch:(i + 1) * global_batch].tensor_split(world)[rank])
+                              for i, s in enumerate(steps))
+    how = ("dealt like cards, as DistributedSampler does" if dealt else
+           "each global batch cut into contiguous parts, as nin_utils does" if contiguous else
+           "each global batch split into equal parts")
+    return (f"right in all {len(SHARD_CASES)} cases ({how}): every image once per epoch, equal parts, and "
+            f"the same steps as one process with batch_size x world_size.")
 
 
 # ----------------------------------------------------------------------------- exercise 2
@@ -77,10 +79,20 @@ RING_CASES = [(4, 8), (3, 12), (2, 6), (5, 20)]  # (processes, gradient length)
 
 
 class _Network:
-    """Carries tensors between neighbours on a ring and counts what each process sends."""
+    """Carries tensors between neighbours on a ring and counts what each process sends.
 
-    def __init__(self, world: int) -> None:
-        self.world, self.sent = world, [0] * world
+    Given the gradients, it checks that every message is what a ring carries: a partial sum (of
+    chunks, or of whole gradients) over the sender and the processes before it. Given an ``offset``,
+    it delivers every message that much off, to see whether the results are built from messages.
+    """
+
+    def __init__(self, world: int, grads: list[torch.Tensor] | None = None, offset: float = 0.0) -> None:
+        self.world, self.sent, self.offset = world, [0] * world, offset
+        parts = None if grads is None else [[g, *g.chunk(world)] for g in grads]  # whole, then chunks
+        # self.sums[p]: what a message from p may carry, a part summed over p and the k processes before it
+        self.sums = None if parts is None else [
+            [sum(parts[(p - j) % world][c] for j in range(k + 1)) for c in range(world + 1) for k in range(world)]
+            for p in range(world)]
 
     def send(self, src: int, dst: int, tensor: torch.Tensor) -> torch.Tensor:
         if not (isinstance(src, int) and isinstance(dst, int) and 0 <= src < self.world):
@@ -89,19 +101,25 @@ class _Network:
             raise _Wrong(f"Process {src} sent to process {dst}; on a ring each process sends only to the "
                          f"next one, (src + 1) % world_size = {(src + 1) % self.world}.")
         self.sent[src] += tensor.numel()
-        return tensor.detach().clone()  # what arrives is a copy, like a message
+        if self.sums is not None and not any(
+                tensor.shape == s.shape and torch.allclose(tensor.detach().float(), s) for s in self.sums[src]):
+            raise _Wrong(f"Process {src} sent {tensor.detach().flatten()[:4].tolist()}..., which is not a sum of "
+                         f"chunks of its own gradient and those of the processes before it: on a ring every "
+                         f"message carries such a partial sum, built from what the sender received.")
+        return tensor.detach().clone() + self.offset  # what arrives is a copy, like a message
 
 
 @_checker
 def check_ring_all_reduce(ring_all_reduce: Callable[[list[torch.Tensor], Callable], list[torch.Tensor]]) -> str:
     """Exercise 2: ``ring_all_reduce(grads, send)`` gives every process the sum of all ``grads``,
-    moving data only with ``send(src, dst, tensor)`` to the next process on the ring, and each
-    process sends 2 (N - 1) / N times the length of its gradient."""
+    moving data only with ``send(src, dst, tensor)`` to the next process on the ring: every message a
+    partial sum, each process sending 2 (N - 1) / N times the length of its gradient, and every
+    result built from what arrived (with messages delivered off, no result may still be right)."""
     for world, length in RING_CASES:
         generator = torch.Generator().manual_seed(world * 100 + length)
         grads = [torch.randint(-9, 10, (length,), generator=generator).float() for _ in range(world)]
         total = torch.stack(grads).sum(0)
-        network = _Network(world)
+        network = _Network(world, grads)
         result = ring_all_reduce([g.clone() for g in grads], network.send)
         where = f"{world} processes, gradients of {length}"
         _expect(isinstance(result, (list, tuple)) and len(result) == world,
@@ -117,6 +135,11 @@ def check_ring_all_reduce(ring_all_reduce: Callable[[list[torch.Tensor], Callabl
         _expect(all(s == ring for s in network.sent), f"{where}: the processes sent {network.sent} numbers; "
                 f"a ring all-reduce sends 2 (N - 1) / N x {length} = {ring} from each. Send one chunk "
                 f"(length / N) per step, 2 (N - 1) steps in all.")
+        altered = ring_all_reduce([g.clone() for g in grads], _Network(world, offset=0.5).send)
+        unchanged = [p for p, r in enumerate(altered) if isinstance(r, torch.Tensor) and torch.allclose(r, total)]
+        _expect(not unchanged, f"{where}: with every message delivered 0.5 off, processes {unchanged} still end "
+                f"with the exact sum: they did not build it from what they received. Each process may only "
+                f"use its own gradient and the chunks sent to it.")
     return (f"right in all {len(RING_CASES)} cases: every process ends with the sum, and each sent "
             f"2 (N - 1) / N of its gradient, however many processes there are.")
 
@@ -150,7 +173,8 @@ class _PretendDDP(nn.Module):
 def check_accumulate(accumulate: Callable[[nn.Module, list, torch.optim.Optimizer], object]) -> str:
     """Exercise 3: ``accumulate(model, micro_batches, optimizer)`` takes one optimizer step from
     several micro-batches, equal to one step on all of them at once, with all but the last
-    micro-batch's forward and backward inside ``model.no_sync()``."""
+    micro-batch's forward and backward inside ``model.no_sync()``. The gradients start as an
+    earlier step left them, so a loop that does not zero them fails."""
     for count in (4, 2, 1):
         torch.manual_seed(count)
         reference = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
@@ -162,6 +186,8 @@ def check_accumulate(accumulate: Callable[[nn.Module, list, torch.optim.Optimize
         F.cross_entropy(reference(x), y).backward()
         optimizer.step()
 
+        for parameter in student.parameters():  # left over from an earlier step
+            parameter.grad = torch.full_like(parameter, 0.5)
         optimizer = torch.optim.SGD(student.parameters(), lr=0.5)
         steps = []
         optimizer.register_step_post_hook(lambda *args: steps.append(1))

@@ -29,10 +29,15 @@ class Evidence:
     date: str
     budget: str
     accuracies: dict[str, dict[int, list[float]]]  # variant -> seed -> test accuracy after each epoch
+    runs: dict[str, list[dict]]  # variant -> one dict per seed: test_acc, train_acc, train_loss, ...
 
     def final(self) -> dict[str, list[float]]:
         """Each variant's final test accuracy, one value per seed."""
         return {variant: [accs[-1] for accs in runs.values()] for variant, runs in self.accuracies.items()}
+
+    def per_seed(self, key: str) -> dict[str, list]:
+        """Each variant's ``key`` (``"train_acc"``, ``"shift_acc"``, ...), one value per seed."""
+        return {variant: [run[key] for run in runs] for variant, runs in self.runs.items()}
 
     def table(self) -> str:
         """Final test accuracy per variant: mean ± standard deviation over seeds, range, seeds."""
@@ -67,4 +72,4 @@ def load_evidence(name: str) -> Evidence:
     accuracies = {variant: {run["seed"]: run["test_acc"] for run in spec["runs"]}
                   for variant, spec in raw["variants"].items()}
     return Evidence(name, raw["command"], raw["machine"], raw["date"], Budget(**raw["budget"]).describe(),
-                    accuracies)
+                    accuracies, {variant: spec["runs"] for variant, spec in raw["variants"].items()})

@@ -141,6 +141,7 @@ def assert_close(got: dict, expected: dict, start: dict | None = None, rtol: flo
 
 # ----------------------------------------------------------------- the tests
 
+@pytest.mark.slow  # a two-process torchrun launch
 def test_both_processes_end_with_identical_weights(launched):
     for result in ("step", "fit"):
         first, second = (r["model"] for r in launched[result])
@@ -149,6 +150,7 @@ def test_both_processes_end_with_identical_weights(launched):
     assert launched["fit"][0]["history"] == launched["fit"][1]["history"]
 
 
+@pytest.mark.slow  # a two-process torchrun launch
 def test_the_processes_share_each_global_batch(launched, single):
     x, y = next(single["data"].batches("train", WORLD * B, RESOLUTION, shuffle_seed=STEP_SEED))
     assert torch.equal(torch.cat([r["y"] for r in launched["step"]]), y)
@@ -157,6 +159,7 @@ def test_the_processes_share_each_global_batch(launched, single):
     assert epoch.train_acc * 128 == round(epoch.train_acc * 128)  # counted over all 128 images
 
 
+@pytest.mark.slow  # a two-process torchrun launch
 def test_one_step_on_two_processes_is_one_step_with_twice_the_batch(launched, single):
     model, recipe = fresh_nin(), single["recipe"]
     start = {k: v.clone() for k, v in model.state_dict().items()}
@@ -169,6 +172,7 @@ def test_one_step_on_two_processes_is_one_step_with_twice_the_batch(launched, si
     assert_close(launched["step"][0]["model"], model.state_dict(), start, rtol=0.1)
 
 
+@pytest.mark.slow  # a two-process torchrun launch
 def test_two_epochs_on_two_processes_match_one_process(launched, single):
     two = launched["fit"][0]
     assert_close(two["model"], single["model"], INITIAL, rtol=2e-2)
@@ -176,6 +180,7 @@ def test_two_epochs_on_two_processes_match_one_process(launched, single):
     assert abs(two["history"][-1].train_loss - single["history"][-1].train_loss) < 1e-3
 
 
+@pytest.mark.slow  # a two-process torchrun launch
 def test_a_checkpoint_of_two_processes_resumes_in_one(launched, single, tmp_path):
     checkpoint = tmp_path / "resume.pt"
     shutil.copy(launched["dir"] / "epoch1.pt", checkpoint)
@@ -192,16 +197,19 @@ def test_a_checkpoint_of_two_processes_resumes_in_one(launched, single, tmp_path
     assert_close(model.state_dict(), launched["fit"][0]["model"], INITIAL, rtol=2e-2)
 
 
+@pytest.mark.slow  # a two-process torchrun launch
 def test_a_checkpoint_of_one_process_resumes_in_two(launched, single):
     assert_close(launched["resumed"][0], single["model"], INITIAL, rtol=2e-2)
 
 
+@pytest.mark.slow  # a two-process torchrun launch
 def test_a_training_set_that_does_not_split_evenly_is_one_clear_error(launched):
     for message in launched["odd"]:
         assert message == ("The 127 training images cannot be split evenly among 2 processes: use a training "
                            "subset that is a multiple of 2 (e.g. 126), or another number of processes.")
 
 
+@pytest.mark.slow  # a two-process torchrun launch
 def test_the_command_line_prints_on_rank_0_only_and_fails_with_one_sentence(launched):
     status, output = launched["cli"][0].split("\n", 1)
     assert status == "0" and "smoke mode on 2 processes (gloo, cpu): 64 training images" in output
@@ -346,9 +354,23 @@ def _to_rank_0(grads, send):
     return [send(p, 0, g) for p, g in enumerate(grads)]
 
 
-def _accumulate(divide=True, sync_all=False, last_in_no_sync=False, zero_between=False):
+def _sum_locally_send_zeros(grads, send):
+    """Sends zero chunks of the right sizes round the ring, and adds them to a sum it made itself."""
+    n, total = len(grads), sum(grads)
+    received = [[send(p, (p + 1) % n, torch.zeros(len(total) // n)) for p in range(n)] for _ in range(2 * (n - 1))]
+    return [total + sum(step[(p - 1) % n] for step in received).repeat(n) for p in range(n)]
+
+
+def _ring_then_sum_locally(grads, send):
+    """Sends what a ring sends, but returns a sum it made itself."""
+    _ring(grads, send)
+    return [sum(grads) for _ in grads]
+
+
+def _accumulate(divide=True, sync_all=False, last_in_no_sync=False, zero_between=False, zero_first=True):
     def accumulate(model, micro_batches, optimizer):
-        optimizer.zero_grad()
+        if zero_first:
+            optimizer.zero_grad()
         for i, (x, y) in enumerate(micro_batches):
             if zero_between:
                 optimizer.zero_grad()
@@ -364,7 +386,8 @@ def _accumulate(divide=True, sync_all=False, last_in_no_sync=False, zero_between
 @pytest.mark.parametrize("check, answer, mark, phrase", [
     (check_shard, _stub, "❌", "Not done yet"),
     (check_shard, _deal, "✅", "same steps as one process"),
-    (check_shard, _parts, "❌", "deal the order like cards"),  # nin_utils's way: right batches, not dealt
+    (check_shard, _deal, "✅", "dealt like cards"),
+    (check_shard, _parts, "✅", "contiguous parts, as nin_utils does"),  # the same global batches, another split
     (check_shard, _every_nth_batch, "❌", "the processes take [4, 3] steps"),
     (check_shard, _contiguous_halves, "❌", "do not have the images one process with batch 12 would"),
     (check_ring_all_reduce, _stub, "❌", "Not done yet"),
@@ -372,12 +395,15 @@ def _accumulate(divide=True, sync_all=False, last_in_no_sync=False, zero_between
     (check_ring_all_reduce, _sum_directly, "❌", "nothing was sent"),
     (check_ring_all_reduce, _whole_tensors_round_the_ring, "❌", "Send one chunk (length / N) per step"),
     (check_ring_all_reduce, _to_rank_0, "❌", "sends only to the next one"),
+    (check_ring_all_reduce, _sum_locally_send_zeros, "❌", "which is not a sum of chunks"),  # passed before
+    (check_ring_all_reduce, _ring_then_sum_locally, "❌", "did not build it from what they received"),
     (check_accumulate, _stub, "❌", "Not done yet"),
     (check_accumulate, _accumulate(), "✅", "equals one step on the whole batch"),
     (check_accumulate, _accumulate(divide=False), "❌", "4.00 times the right one: divide each micro-batch's loss"),
     (check_accumulate, _accumulate(sync_all=True), "❌", "micro-batches [1, 2, 3] ran outside no_sync"),
     (check_accumulate, _accumulate(last_in_no_sync=True), "❌", "the last micro-batch ran inside no_sync"),
     (check_accumulate, _accumulate(zero_between=True), "❌", "Zero the gradients once"),
+    (check_accumulate, _accumulate(zero_first=False), "❌", "Zero the gradients once"),  # passed before
 ], ids=lambda value: getattr(value, "__name__", None) if callable(value) else None)
 def test_the_chapter_6_checkers_accept_right_answers_and_explain_wrong_ones(check, answer, mark, phrase, capsys):
     assert check(answer) is (mark == "✅")

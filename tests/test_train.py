@@ -11,7 +11,7 @@ import torch
 import nin_utils.training as training
 from nin_utils import (CHANCE_LOSS, Budget, Callback, CheckpointError, NiN, PlateauWarning, PlateauWatch,
                        Recipe, UserError, evaluate, fit, load_checkpoint, load_fashion_mnist, train_step)
-from conftest import Interrupt, disconnect
+from conftest import Interrupt, disconnect, synthetic_fashion
 import nin_utils.train as train_module
 from nin_utils.train import main, run
 from nin_utils.training import LOG_EVERY, PLATEAU_STEPS, make_optimization
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_fashion_mnist(device="cpu", train_subset=384, test_subset=256, seed=0)
+    return synthetic_fashion(train=384, test=256)
 
 
 def budget(epochs, resolution=67):
@@ -85,11 +85,12 @@ def test_fit_takes_every_step_through_train_step(tiny, monkeypatch):
     assert len(calls) == 2 * tiny.num_batches("train", 64) == 12
 
 
-def test_untrained_zero_logit_model_scores_exactly_chance(fashion):
-    # All-zero logits: argmax picks class 0, which is exactly 1,000 of the 10,000 test images.
-    assert evaluate(NiN(), fashion, resolution=67) == 0.1
+def test_untrained_zero_logit_model_scores_exactly_chance():
+    # All-zero logits: argmax picks class 0, which is exactly 10 of the 100 balanced test images.
+    assert evaluate(NiN(), synthetic_fashion(test=100), resolution=67) == 0.1
 
 
+@pytest.mark.slow
 def test_a_short_real_run_learns_far_above_chance():
     # 4,000 images, 2 epochs at 67 px (126 steps): seeds 0-4 reached 0.48-0.68 on these 1,000 test
     # images with one torch thread, and seed 0 0.42 with two (chance: 0.10), so 0.3 fails only when
@@ -217,6 +218,7 @@ def test_a_learning_loss_does_not_warn():
             watch.on_log(2.3 - i / 20)
 
 
+@pytest.mark.slow
 def test_d2l_recipe_on_d2l_nin_warns_once(tiny):
     from nin_utils import d2l_nin
     with pytest.warns(PlateauWarning) as caught:
