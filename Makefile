@@ -8,8 +8,6 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 # Student notebooks that are not copies of the instructor's (those had solution cells removed).
 # `=`, not `:=`: run when a recipe uses it, after setup has made the venv.
 STUDENT_OWN = $(shell $(PYTHON) tools/make_student.py --list-own)
-# The shipped network (nin_utils/weights): the course recipe, longer, on all 60,000 images.
-PRETRAINED_ARGS := --mode quick --epochs 12 --resolution 96 --seed 0
 
 .PHONY: setup data train test book student-book notebooks pretrained release
 setup: $(VENV)/.installed data web-assets
@@ -80,10 +78,7 @@ notebooks: setup
 
 # Train the shipped network again and write nin_utils/weights/ (about 25 minutes on 2 CPU cores).
 pretrained: setup
-	rm -f checkpoints/pretrained.pt
-	start=$$(date +%s); $(PYTHON) -m nin_utils.train $(PRETRAINED_ARGS) --checkpoint checkpoints/pretrained.pt \
-		&& $(PYTHON) tools/export_pretrained.py checkpoints/pretrained.pt --seconds $$(( $$(date +%s) - start )) \
-		--command "python -m nin_utils.train $(PRETRAINED_ARGS)"
+	bash tools/train_pretrained.sh
 
 # Tag the release that the notebooks' setup cell installs in Colab (tools/setup_cell.py): only a
 # committed tree (the tag names what was tested) that passes every test.
@@ -97,10 +92,19 @@ clean-tree:
 		echo "make release: the working tree has changes that are not committed (git status --porcelain):" \
 			"commit or remove them first, so that the tag names what was tested." >&2; exit 1; }
 
-# Grade a class's chapter-5 notebooks, one <student>.ipynb each (book/instructors.md, "Grading a class"),
-# as root so that each runs sandboxed: make grade SUBMISSIONS=folder [OUT=folder] [GRADE_ARGS="--jobs 2"].
+# Grade a class's chapter-5 notebooks, one <student>.ipynb each (book/instructors.md, "Grading a class"):
+# make grade SUBMISSIONS=folder [OUT=folder] [GRADE_ARGS="--jobs 2"]. Each notebook runs in a bubblewrap
+# sandbox, as root or not; without bwrap tools/grade.py refuses (unless GRADE_ARGS=--allow-unsandboxed).
 # Results (grades.csv, feedback/, report.txt) go to OUT, by default the folder SUBMISSIONS-graded beside it.
-.PHONY: grade
-grade: $(VENV)/.installed data
+.PHONY: grade sandbox
+grade: $(VENV)/.installed data sandbox
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [OUT=folder] [GRADE_ARGS='--jobs 2']"; exit 2; }
 	$(PYTHON) tools/grade.py "$(SUBMISSIONS)" --out "$(or $(OUT),$(patsubst %/,%,$(SUBMISSIONS))-graded)" $(GRADE_ARGS)
+
+# Debian's bubblewrap (bwrap), the grader's sandbox.
+sandbox:
+	@if command -v bwrap >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq bubblewrap; \
+	else echo "bubblewrap is not installed: install it (Debian/Ubuntu: sudo apt-get install bubblewrap)" \
+		"so that tools/grade.py can sandbox the notebooks."; fi

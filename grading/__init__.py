@@ -1,14 +1,15 @@
-"""Autograding chapter 5 (``notebooks/05_exercises.ipynb``) for a whole class, with otter-grader.
+"""Autograding chapter 5 (``notebooks/05_exercises.ipynb``) for a whole class.
 
     python tools/grade.py SUBMISSIONS_DIR --out RESULTS_DIR     # or: make grade SUBMISSIONS=...
 
-* ``exercises`` -- the exercises, their points, and what an autograder test does (runs the
-  ``nin_utils.exercises`` checker on the student's function, with a time limit);
-* ``sandbox`` -- runs one submission in its own process: as ``nobody``, in private mount, PID
-  and network namespaces, with time and output limits (the grader's side);
-* ``child`` -- what runs inside the sandbox: otter-grader's ``grade_submission`` on the notebook;
-* ``batch`` -- the batch: build otter's autograder, grade every notebook, then (and only then)
-  write the CSV, the feedback files and the report.
+* ``sandbox`` -- runs one notebook in a bubblewrap sandbox (no host files, no network, no other
+  process, time and output limits; everything it started dies with it);
+* ``child`` -- what runs inside: the notebook (nbclient), then the probe that writes down what
+  the exercises' functions return;
+* ``exercises`` -- the exercises and their points; the probe (in the student's kernel) and the
+  judge (the checkers on that data, in a process of the grader's own);
+* ``tuning`` -- exercise 7's training, by the grader, and the measurements behind its margin;
+* ``batch`` -- the batch: every notebook run and judged, then the CSV, the feedback and the report.
 
 The instructor guide (``book/instructors.md``, "Grading a class") explains the workflow.
 """

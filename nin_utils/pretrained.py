@@ -54,7 +54,8 @@ def load_pretrained(device: torch.device | str = "cpu", path: str | Path | None 
     state = load_checkpoint(path, required=("model", "model_args"))
     try:
         model = NiN(**state["model_args"])
-        model.load_state_dict({name: tensor.float() for name, tensor in state["model"].items()})
+        model.load_state_dict({name: tensor.float() if tensor.is_floating_point() else tensor
+                               for name, tensor in state["model"].items()})
     except (TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{path} does not hold NiN()'s weights ({str(error).splitlines()[0]}).") from error
     return model.to(device).eval()

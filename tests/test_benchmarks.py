@@ -32,12 +32,13 @@ def _run_gpu_check(tmp_path: Path, failing: str) -> subprocess.CompletedProcess:
     for stub in bin_.iterdir():
         stub.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "PYTHON": str(bin_ / "python"),
-           "OUT": str(tmp_path / "logs"), "NBVAL": "0"}
+           "OUT": str(tmp_path / "logs")}
     return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], env=env, capture_output=True,
                           text=True, timeout=60)
 
 
-@pytest.mark.parametrize("failing", ["torch.cuda.is_available", "throughput.py", "accuracy.py"])
+@pytest.mark.parametrize("failing", ["torch.cuda.is_available", "throughput.py", "nin_utils.train",
+                                     "export_pretrained.py", "accuracy.py", "pytest"])
 def test_the_gpu_check_fails_when_any_step_fails(tmp_path, failing):
     result = _run_gpu_check(tmp_path, failing)
     assert result.returncode != 0 and "GPU check passed" not in result.stdout, result.stdout
@@ -47,4 +48,5 @@ def test_the_gpu_check_passes_when_every_step_does(tmp_path):
     result = _run_gpu_check(tmp_path, "no step has this")
     assert result.returncode == 0 and "GPU check passed" in result.stdout, result.stdout + result.stderr
     log = (tmp_path / "logs" / "full_recipe.txt").read_text()
-    assert "ran benchmarks/accuracy.py --mode full --target 0.93" in log
+    assert "ran -m nin_utils.train --mode full --seed 0" in log and "--min-accuracy 0.94" in log
+    assert "ran -m pytest --nbval-lax" in (tmp_path / "logs" / "nbval.txt").read_text()

@@ -115,7 +115,13 @@ def main() -> None:
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every stale notebook in notebooks/")
     parser.add_argument("--mode", help="default: full on a GPU, quick on a CPU")
     parser.add_argument("--all", action="store_true", help="re-execute even notebooks that are up to date")
+    parser.add_argument("--by-run-time", action="store_true",
+                        help="execute nothing: print the notebooks given, the shortest stamped run first")
     args = parser.parse_args()
+    if args.by_run_time:
+        seconds = lambda path: nbformat.read(path, as_version=4).metadata.get(STAMP, {}).get("seconds", 0)
+        print("\n".join(str(path) for path in sorted(args.notebooks, key=seconds)))
+        return
     sys.path.insert(0, str(ROOT))
     from nin_utils import get_mode
     from tools.make_student import build, own_notebooks

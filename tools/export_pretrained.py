@@ -24,8 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from machine import describe_machine  # noqa: E402
-from nin_utils import evaluate, load_checkpoint, load_fashion_mnist  # noqa: E402
+from nin_utils import evaluate, get_device, load_checkpoint, load_fashion_mnist, shifted  # noqa: E402
 from nin_utils.pretrained import CARD, WEIGHTS, load_pretrained  # noqa: E402
+
+
+SIZES = (20, 24, 28, 32, 40, 48, 56)  # px: the network was trained at 28
+SHIFTS = (0, 1, 2, 3, 4)  # px, right and down
 
 
 def main() -> None:
@@ -33,27 +37,41 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--command", required=True, help="the training command, recorded on the card")
     parser.add_argument("--seconds", type=float, required=True, help="wall time of the training command")
+    parser.add_argument("--min-accuracy", type=float, default=0.0,
+                        help="exit 1 when the exported weights score less on all 10,000 test images")
     args = parser.parse_args()
     state = load_checkpoint(args.checkpoint, required=("model", "model_args", "recipe", "budget", "history"))
     budget, history = state["budget"], state["history"]
     if len(history) != budget["epochs"] or state["train_size"] != 60_000:
         sys.exit(f"{args.checkpoint} is not a finished run on all 60,000 training images.")
     WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": {name: tensor.half() for name, tensor in state["model"].items()},
+    torch.save({"model": {name: tensor.half() if tensor.is_floating_point() else tensor
+                          for name, tensor in state["model"].items()},
                 "model_args": state["model_args"]}, WEIGHTS)
     card = {
         "command": args.command, "seconds": round(args.seconds), "date": datetime.date.today().isoformat(),
-        "machine": describe_machine(torch.device("cpu")), "torch": torch.__version__,
+        "machine": describe_machine(get_device()), "torch": torch.__version__,
         "seed": state["seed"], "resolution": budget["resolution"], "epochs": budget["epochs"],
-        "model_args": state["model_args"], "recipe": state["recipe"], "test_acc_by_epoch": [round(s["test_acc"], 4) for s in history],
+        "model_args": state["model_args"], "recipe": state["recipe"],
+        "test_acc_by_epoch": [round(s["test_acc"], 4) for s in history],
         "sha256": hashlib.sha256(WEIGHTS.read_bytes()).hexdigest(),
     }
     CARD.write_text(json.dumps(card, indent=1) + "\n")
     data = load_fashion_mnist(device="cpu")
-    card["test_acc"] = evaluate(load_pretrained(), data, resolution=budget["resolution"], autocast=False)
+    model = load_pretrained()
+    card["test_acc"] = evaluate(model, data, resolution=budget["resolution"], autocast=False)
+    # What "any input size" and translation do to it (chapter 3 shows both beside an FC head's).
+    card["test_acc_by_size"] = {size: round(evaluate(model, data, resolution=size, autocast=False), 4)
+                                for size in SIZES}
+    card["test_acc_by_shift"] = {pixels: round(evaluate(model, shifted(data, pixels), autocast=False,
+                                                        resolution=budget["resolution"]), 4)
+                                 for pixels in SHIFTS}
     CARD.write_text(json.dumps(card, indent=1) + "\n")
     print(f"wrote {WEIGHTS} ({WEIGHTS.stat().st_size / 1e6:.1f} MB) and {CARD}: test accuracy "
-          f"{card['test_acc']:.4f} on all 10,000 test images")
+          f"{card['test_acc']:.4f} on all 10,000 test images; by input size {card['test_acc_by_size']}; "
+          f"by shift {card['test_acc_by_shift']}")
+    if card["test_acc"] < args.min_accuracy:
+        sys.exit(f"test accuracy {card['test_acc']:.4f} is below --min-accuracy {args.min_accuracy}")
 
 
 if __name__ == "__main__":
