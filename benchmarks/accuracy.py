@@ -6,9 +6,9 @@
     .venv/bin/python benchmarks/accuracy.py --budget short --variant "GAP: net.head='gap'" \\
         --variant "FC: net.head='fc'" --out nin_utils/evidence/gap_vs_fc.json
 
-A variant is ``name: key=value, ...``: ``net.*`` keys are ``NiN`` arguments changed from
-``mnist_nin()``, the course's network (``net=d2l`` builds ``d2l_nin()``, ``net=released`` the
-authors' MNIST NiN as released), the others ``Recipe`` fields (``recipe=d2l`` starts from
+A variant is ``name: key=value, ...``: ``net.*`` keys are ``NiN`` arguments (``net=d2l``
+starts from ``d2l_nin()``, ``net=mnist`` from ``mnist_nin()``, ``net=released`` from
+``mnist_nin_as_released()``), the others ``Recipe`` fields (``recipe=d2l`` starts from
 ``Recipe.d2l()`` instead of ``Recipe()``). Each run is a fresh process state
 (seeded model, data order and dropout) timed from the start of ``fit``, evaluation
 included; seeds and variants alternate so machine noise spreads over all of them. The
@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from machine import describe_machine
-from nin_utils import (Callback, Recipe, d2l_nin, evaluate, fit, get_device, get_mode, load_fashion_mnist,
+from nin_utils import (Callback, NiN, Recipe, d2l_nin, evaluate, fit, get_device, get_mode, load_fashion_mnist,
                        mnist_nin, mnist_nin_as_released, seed_everything, shifted)
 from nin_utils.evidence import mean_sd
 
@@ -58,12 +58,13 @@ def make_recipe(changes: dict) -> Recipe:
 
 
 def build(net: dict, resolution: int) -> torch.nn.Module:
-    """``net=d2l``: ``d2l_nin()``; ``net=released``: the authors' MNIST NiN as released; else
-    ``mnist_nin()`` (the course's network) with the other ``net.*`` keys as ``NiN`` arguments."""
+    """``NiN()`` with the ``net.*`` keys as its arguments; ``net=d2l`` starts from ``d2l_nin()``,
+    ``net=mnist`` from ``mnist_nin()`` (the paper authors' MNIST network with BatchNorm),
+    ``net=released`` from ``mnist_nin_as_released()``."""
     changes = {k: v for k, v in net.items() if k != "net"}
     if changes.get("head") == "fc":
         changes.setdefault("resolution", resolution)
-    base = {"d2l": d2l_nin, "released": mnist_nin_as_released}.get(net.get("net"), mnist_nin)
+    base = {"d2l": d2l_nin, "mnist": mnist_nin, "released": mnist_nin_as_released}.get(net.get("net"), NiN)
     return base(**changes)
 
 

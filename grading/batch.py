@@ -40,7 +40,7 @@ class Settings:
     mode: str = "smoke"  # NIN_MODE for the notebooks' own cells (exercise 7 is graded on its own budget)
     timeout: float = 600  # seconds per notebook, all included
     cell_timeout: int = DEFAULT_CELL_TIMEOUT  # seconds per notebook cell
-    test_timeout: int = 120  # seconds per exercise, in the notebook's kernel and in the judge
+    test_timeout: int = 120  # seconds per exercise's calls in the notebook's kernel
     judge_timeout: float = 1800  # seconds to judge one notebook's answers, exercise 7's training included
     jobs: int = 1  # notebooks graded at the same time
     memory_gb: float = 8  # address space per process of a notebook, and of the judge
@@ -139,8 +139,7 @@ def preflight(workdir: Path, hidden: list[Path], settings: Settings, sandboxed: 
 def judge(answers: dict, settings: Settings, cache: Path) -> dict[str, tuple[bool, str]]:
     """The checkers' verdicts on one notebook's answers, from ``python -m grading.exercises`` (the
     grader's code only, with a memory and time limit); an exercise it did not get to fails."""
-    request = json.dumps({"answers": answers, "cache": str(cache), "seconds": settings.test_timeout,
-                          "memory_gb": settings.memory_gb})
+    request = json.dumps({"answers": answers, "cache": str(cache), "memory_gb": settings.memory_gb})
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
            "TQDM_DISABLE": "1"}
     try:

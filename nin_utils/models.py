@@ -162,9 +162,11 @@ class NiN(nn.Module):
         if head == "gap":
             self.classifier = nn.Sequential(*class_block, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         else:
-            if resolution is None or resolution < self.min_resolution:
-                raise UserError(f"head='fc' needs the input resolution it is built for, at least "
-                                f"{self.min_resolution} px (got resolution={resolution}).")
+            if resolution is None:
+                raise UserError("head='fc' needs resolution=, the input side its linear layer is built for.")
+            if resolution < self.min_resolution:
+                raise UserError(f"resolution={resolution} is below the smallest input this NiN accepts "
+                                f"({self.min_resolution}x{self.min_resolution}).")
             side = output_side(self.features, resolution)
             if arch == "d2l":
                 self.classifier = nn.Sequential(

@@ -58,7 +58,7 @@ class Recipe:
 
     batch_size: int = 128
     optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 4e-3  # the peak learning rate under "onecycle"
+    lr: float = 2e-3  # the peak learning rate under "onecycle"
     momentum: float = 0.9  # SGD only, and replaced by the cycle under onecycle with cycle_momentum
     weight_decay: float = 1e-4
     schedule: Literal["onecycle", "constant"] = "onecycle"

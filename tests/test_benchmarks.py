@@ -37,8 +37,8 @@ def _run_gpu_check(tmp_path: Path, failing: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
-@pytest.mark.parametrize("failing", ["torch.cuda.is_available", "throughput.py", "nin_utils.train",
-                                     "export_pretrained.py", "accuracy.py", "pytest"])
+@pytest.mark.parametrize("failing", ["torch.cuda.is_available", "throughput.py", "--mode full",
+                                     "--budget short", "pytest"])
 def test_the_gpu_check_fails_when_any_step_fails(tmp_path, failing):
     result = _run_gpu_check(tmp_path, failing)
     assert result.returncode != 0 and "GPU check passed" not in result.stdout, result.stdout
@@ -48,5 +48,5 @@ def test_the_gpu_check_passes_when_every_step_does(tmp_path):
     result = _run_gpu_check(tmp_path, "no step has this")
     assert result.returncode == 0 and "GPU check passed" in result.stdout, result.stdout + result.stderr
     log = (tmp_path / "logs" / "full_recipe.txt").read_text()
-    assert "ran -m nin_utils.train --mode full --seed 0" in log and "--min-accuracy 0.94" in log
+    assert "ran benchmarks/accuracy.py --mode full --target 0.93" in log
     assert "ran -m pytest --nbval-lax" in (tmp_path / "logs" / "nbval.txt").read_text()

@@ -188,3 +188,23 @@ def test_two_workers_placing_the_same_copy_at_once_do_not_collide(tmp_path, monk
         placed = [pool.submit(data_module._place_local_copy, raw) for _ in range(2)]
         assert [future.result() for future in placed] == [True, True]
     assert all((raw / name).read_bytes() == (tmp_path / "idx" / name).read_bytes() for name in RAW_FILES)
+
+
+def test_one_batch_iterator_shards_each_batch_among_processes(synthetic):
+    whole = list(synthetic.batches("train", 64, 28, shuffle_seed=3))
+    parts = [list(synthetic.batches("train", 64, 28, shuffle_seed=3, shard=(rank, 2))) for rank in (0, 1)]
+    assert len(parts[0]) == len(parts[1]) == len(whole)
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, *parts):
+        assert len(y0) == len(y1) == len(y) // 2
+        assert torch.equal(torch.cat([y0, y1]), y) and torch.equal(torch.cat([x0, x1]), x)
+    with pytest.raises(UserError, match="cannot be split evenly among 3 processes"):
+        next(synthetic.batches("train", 63, 28, shard=(0, 3)))
+
+
+def test_shifted_moves_the_test_images_and_fills_with_background(synthetic):
+    from nin_utils import shifted
+    moved = shifted(synthetic, 2)
+    assert torch.equal(moved.test_images[:, 2:, 2:], synthetic.test_images[:, :-2, :-2])
+    assert moved.test_images[:, :2].eq(0).all() and moved.test_images[:, :, :2].eq(0).all()
+    assert torch.equal(moved.train_images, synthetic.train_images)
+    assert torch.equal(shifted(synthetic, 0).test_images, synthetic.test_images)

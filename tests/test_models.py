@@ -172,3 +172,45 @@ def test_reset_parameters_keeps_the_init_the_model_was_built_with():
 def test_docstring_examples_run(module):
     result = doctest.testmod(getattr(nin_utils, module), raise_on_error=False)
     assert result.attempted > 0 and result.failed == 0, result
+
+
+# ----------------------------------------------------------------- the paper authors' MNIST NiN
+
+def test_the_authors_mnist_network_as_released_has_their_parameter_count_and_a_7x7_map():
+    from nin_utils import class_maps, layer_table, mnist_nin, mnist_nin_as_released
+    released = mnist_nin_as_released()
+    assert count_params(released) == 349_674  # NIN/mnist_def: 96-64-48 / 128-96-48 / 128-96-10, 5x5 kernels
+    widths = [m.out_channels for m in released.modules() if isinstance(m, nn.Conv2d)]
+    assert widths == [96, 64, 48, 128, 96, 48, 128, 96, 10]
+    net = mnist_nin().eval()
+    assert tuple(class_maps(net, torch.zeros(2, 1, 28, 28)).shape) == (2, 10, 7, 7)  # GAP averages 49
+    assert layer_table(net, 28).rows[-1].output_shape == (10,)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 8  # before every ReLU
+    assert not any(isinstance(m, nn.Dropout) and m.p > 0 for m in net.modules())
+
+
+def test_model_args_rebuild_the_same_network():
+    from nin_utils import d2l_nin, mnist_nin
+    for net in (NiN(), d2l_nin(), mnist_nin(), mnist_nin(head="fc", resolution=28, num_1x1=1)):
+        rebuilt = NiN(**net.model_args)
+        rebuilt.load_state_dict(net.state_dict())
+        x = torch.rand(2, 1, 28 if net.model_args["arch"] == "mnist" else 67, 28 if
+                       net.model_args["arch"] == "mnist" else 67)
+        assert torch.equal(rebuilt.eval()(x), net.eval()(x))
+
+
+def test_nin_block_takes_one_width_or_one_per_conv():
+    assert str(nin_block(3, 8, 3)) == str(nin_block(3, [8, 8, 8], 3))
+    block = nin_block(1, [96, 64, 48], 5, padding=2, batch_norm=True, final_relu=False)
+    convs = [m for m in block if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [96, 64, 48] and [c.kernel_size for c in convs][1:] == [(1, 1)] * 2
+    assert [c.bias is None for c in convs] == [True, True, False]  # BatchNorm before a ReLU makes a bias redundant
+    assert not isinstance(block[-1], nn.ReLU)
+
+
+def test_ceil_mode_pooling_is_counted_as_pytorch_computes_it():
+    from nin_utils import conv_output_size, output_side
+    pool = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+    for n in range(3, 40):
+        assert conv_output_size(n, 3, 2, ceil_mode=True) == pool(torch.zeros(1, 1, n, n)).shape[-1], n
+        assert output_side(nn.Sequential(pool), n) == pool(torch.zeros(1, 1, n, n)).shape[-1]

@@ -28,7 +28,7 @@ from nin_utils import evaluate, get_device, load_checkpoint, load_fashion_mnist,
 from nin_utils.pretrained import CARD, WEIGHTS, load_pretrained  # noqa: E402
 
 
-SIZES = (20, 24, 28, 32, 40, 48, 56)  # px: the network was trained at 28
+SIZE_FACTORS = (0.75, 0.875, 1, 1.25, 1.5, 2)  # of the training resolution
 SHIFTS = (0, 1, 2, 3, 4)  # px, right and down
 
 
@@ -61,8 +61,9 @@ def main() -> None:
     model = load_pretrained()
     card["test_acc"] = evaluate(model, data, resolution=budget["resolution"], autocast=False)
     # What "any input size" and translation do to it (chapter 3 shows both beside an FC head's).
+    sizes = sorted({max(round(budget["resolution"] * f), model.min_resolution) for f in SIZE_FACTORS})
     card["test_acc_by_size"] = {size: round(evaluate(model, data, resolution=size, autocast=False), 4)
-                                for size in SIZES}
+                                for size in sizes}
     card["test_acc_by_shift"] = {pixels: round(evaluate(model, shifted(data, pixels), autocast=False,
                                                         resolution=budget["resolution"]), 4)
                                  for pixels in SHIFTS}
