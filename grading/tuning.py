@@ -96,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("solution", "equal"):
         g = gains(measured, name)
         print(f"{name}: gains {[round(x, 4) for x in g]}, mean {statistics.mean(g):+.4f}, sd {statistics.stdev(g):.4f}")
-    print(f"TUNING_MARGIN is {TUNING_MARGIN}; wrote {MEASURED}")
+    spread = statistics.stdev(measured["runs"]["Recipe()"]["accuracies"])
+    noise = 2 * statistics.stdev(gains(measured, "equal")) / len(TUNING_SEEDS) ** 0.5
+    print(f"Recipe()'s spread between seeds {spread:.4f}, twice the standard error of a merely equal recipe's "
+          f"mean gain {noise:.4f}: TUNING_MARGIN ({TUNING_MARGIN}) must be above both and at most the "
+          f"solution's mean gain (tests/test_grading.py). Wrote {MEASURED}.")
     return 0
 
 

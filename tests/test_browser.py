@@ -108,6 +108,12 @@ FACTS = f"""() => {{
         }}}});
     while (walker.nextNode()) prose.push(walker.currentNode.nodeValue);
     const section = article && article.querySelector('section');
+    // Accessible names, as a screen reader gets them: aria-label, aria-labelledby or a <label>.
+    const text = value => (value || '').trim();
+    const named = e => text(e.getAttribute('aria-label'))
+        || text(e.getAttribute('aria-labelledby')).split(/\\s+/).filter(Boolean)
+            .some(id => document.getElementById(id) && text(document.getElementById(id).textContent))
+        || [...(e.labels || [])].some(label => text(label.textContent));
     return {{
         url: location.href,
         math_nodes: document.querySelectorAll('.math').length,
@@ -116,6 +122,13 @@ FACTS = f"""() => {{
         raw_tex: (prose.join(' ').match(/\\\\[(\\[]/g) || []).length,
         broken_images: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
         images: document.images.length,
+        // Alt text that is missing, empty, or a file name or path (Sphinx's default: the image's path).
+        images_without_alt: [...document.images].map(i => text(i.getAttribute('alt')))
+            .filter(alt => !alt || alt.includes('/') || /\\.(png|svg|jpe?g|gif)$/i.test(alt)),
+        // Sliders: native range inputs and ARIA ones (ipywidgets 8 draws noUiSlider's role="slider" handles).
+        unnamed_sliders: [...document.querySelectorAll('input[type=range], [role=slider]')].filter(e => !named(e))
+            .map(e => e.closest('.widget-slider') ? e.closest('.widget-slider').innerText.trim() : e.outerHTML.slice(0, 120)),
+        slider_count: document.querySelectorAll('input[type=range], [role=slider]').length,
         colab_links: [...document.querySelectorAll('a[href*="colab.research.google.com"]')].map(a => a.href),
         views: document.querySelectorAll('{VIEWS}').length,
         widgets: document.querySelectorAll('.jupyter-widgets').length,
@@ -237,6 +250,21 @@ def test_every_image_loads(edition):
     broken = {name: facts["broken_images"] for name, facts in edition["pages"].items() if facts["broken_images"]}
     assert not broken
     assert sum(facts["images"] for facts in edition["pages"].values()) >= 5
+
+
+def test_every_image_has_alt_text_that_describes_it(edition):
+    """Alt text, not the file path Sphinx falls back to (a figure's is set in its cell's metadata:
+    ``mystnb: {image: {alt: ...}}``)."""
+    missing = {name: facts["images_without_alt"] for name, facts in edition["pages"].items()
+               if facts["images_without_alt"]}
+    assert not missing, f"images without alt text, or with a file name as alt text: {missing}"
+
+
+def test_every_slider_has_an_accessible_name(edition):
+    """Every range input and ARIA slider is named by aria-label, aria-labelledby or a <label>."""
+    unnamed = {name: facts["unnamed_sliders"] for name, facts in edition["pages"].items() if facts["unnamed_sliders"]}
+    assert not unnamed, f"sliders without an accessible name: {unnamed}"
+    assert edition["pages"][WIDGET_CHAPTER]["slider_count"] >= 1  # the widget chapter's sliders were seen
 
 
 def test_notebook_pages_start_with_the_chapter_title_not_the_setup_cell(edition):

@@ -32,8 +32,9 @@ def release() -> tuple[str, str]:
 
 def setup_cell() -> str:
     version, source = release()
-    return f'''# Setup (Colab): install the course package nin_utils, release {version}, unless it is there.
-# After `make setup` on your own machine it is installed already and this cell does nothing.
+    return f'''# Setup (Colab): install nin_utils, the course package, release {version},
+# unless it is there. After `make setup` on your own machine it is installed
+# already and this cell does nothing.
 import importlib, importlib.metadata, subprocess, sys
 try:
     installed = importlib.metadata.version("nin-course")
@@ -41,8 +42,9 @@ except importlib.metadata.PackageNotFoundError:
     installed = None
 if installed != "{version}":
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "{source}"], check=True)
-    importlib.invalidate_caches()  # let this running kernel import what was just installed'''
+                    "{source}"],
+                   check=True)
+    importlib.invalidate_caches()  # let this kernel import the new package'''
 
 
 def write(paths: list[Path]) -> None:

@@ -23,4 +23,23 @@
       },
     };
   });
+
+  // 3. ipywidgets 8 draws a slider with noUiSlider: its handle is a <div role="slider">, and the
+  //    widget's description is a <label> beside it that names nothing (a <label> can only name a
+  //    form element), so screen readers announce an unnamed slider. Name each handle by its
+  //    widget's label (aria-labelledby), as the manager renders the saved widgets.
+  var labelled = 0;
+  function nameSliders(root) {
+    root.querySelectorAll(".widget-slider [role=slider]:not([aria-labelledby])").forEach(function (handle) {
+      var label = handle.closest(".widget-slider").querySelector(".widget-label");
+      if (!label || !label.textContent.trim()) return;
+      label.id = label.id || "widget-label-" + ++labelled;
+      handle.setAttribute("aria-labelledby", label.id);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    nameSliders(document);
+    new MutationObserver(function () { nameSliders(document); })
+      .observe(document.body, { childList: true, subtree: true });
+  });
 })();
