@@ -24,6 +24,8 @@ from pathlib import Path
 
 import nbformat
 
+from nin_utils.exercises import TUNING_BUDGET, TUNING_MARGIN, TUNING_NETWORK, TUNING_SEEDS
+
 from . import sandbox
 from .child import CELL_KEY, CELL_TIMEOUT_ENV, DEFAULT_CELL_TIMEOUT, MEMORY_ENV, TEST_TIMEOUT_ENV
 from .exercises import BY_KEY, EXERCISES, HINT_LIMIT, TOTAL_POINTS
@@ -196,8 +198,6 @@ def describe_isolation(sandboxed: bool) -> str:
 
 
 def grade_all(submissions: Path, out: Path, settings: Settings) -> list[Graded]:
-    from nin_utils.exercises import TUNING_BUDGET, TUNING_MARGIN, TUNING_NETWORK, TUNING_SEEDS
-
     paths = sorted(p for p in submissions.iterdir() if p.suffix == ".ipynb")
     if not paths:
         raise SystemExit(f"No .ipynb files in {submissions}.")
