@@ -64,11 +64,13 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def python_folders() -> list[Path]:
-    """The folders this Python needs (installation, environment, site-packages, path entries),
-    outermost first. Of the repository only a virtual environment in it (a folder with a
-    ``pyvenv.cfg``) is among them, never the repository itself or a script folder."""
+    """The folders this Python needs (installation, environment, site-packages and the paths their
+    ``.pth`` files add), outermost first: not the script's folder or ``$PYTHONPATH``, which the child
+    does not use. Of the repository only a virtual environment in it (a folder with a ``pyvenv.cfg``)
+    is among them."""
+    own = {sys.path[0], *os.environ.get("PYTHONPATH", "").split(os.pathsep)}
     candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site.getsitepackages(),
-                  *(p for p in sys.path if p)}
+                  *(p for p in sys.path if p and p not in own)}
     found = set()
     for candidate in candidates:
         path = Path(candidate).resolve()

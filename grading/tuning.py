@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from nin_utils import Budget, Recipe, describe_device
+from nin_utils import FashionMNISTData, Recipe, describe_device
 from nin_utils.exercises import (TUNING_BUDGET, TUNING_MARGIN, TUNING_NETWORK, TUNING_SEEDS, TUNING_VALIDATION,
                                  tuning_accuracies, tuning_data)
 
@@ -50,13 +50,14 @@ def accuracies(recipe: Recipe, cache: Path) -> list[float]:
 
 
 def train(recipe: Recipe, seeds: tuple[int, ...] = TUNING_SEEDS) -> list[float]:
+    """Validation accuracy per seed, trained as the grader trains: one thread, the CPU, ``TUNING_BUDGET``."""
     torch.set_num_threads(1)
-    return tuning_accuracies(recipe, _data(TUNING_BUDGET), TUNING_BUDGET, seeds)
+    return tuning_accuracies(recipe, _data(), TUNING_BUDGET, seeds)
 
 
-@functools.cache
-def _data(budget: Budget):
-    return tuning_data(budget, "cpu")
+@functools.cache  # loaded once per process
+def _data() -> FashionMNISTData:
+    return tuning_data(TUNING_BUDGET, "cpu")
 
 
 def measure(skip: dict | None = None) -> dict:
@@ -72,11 +73,15 @@ def measure(skip: dict | None = None) -> dict:
             runs[name]["accuracies"] += train(Recipe(**changes), (seed,))
             runs[name]["seconds"].append(round(time.perf_counter() - start, 1))
             print(name, seed, runs[name]["accuracies"][-1], runs[name]["seconds"][-1], flush=True)
-    return {"command": "python -m grading.tuning --measure", "network": TUNING_NETWORK.__name__,
-            "budget": asdict(TUNING_BUDGET),
-            "recipe": asdict(Recipe()), "validation": TUNING_VALIDATION, "seeds": list(TUNING_SEEDS), "threads": 1,
+    return {"command": "python -m grading.tuning --measure", **setting(), "threads": 1,
             "machine": f"{describe_device(torch.device('cpu'))}; torch {torch.__version__}",
             "date": time.strftime("%Y-%m-%d"), "runs": runs}
+
+
+def setting() -> dict:
+    """What a measurement holds for: change any of it and the runs must be made again."""
+    return {"network": TUNING_NETWORK.__name__, "budget": asdict(TUNING_BUDGET), "recipe": asdict(Recipe()),
+            "validation": TUNING_VALIDATION, "seeds": list(TUNING_SEEDS)}
 
 
 def gains(measured: dict, prefix: str) -> list[float]:
@@ -91,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", action="store_true", required=True, help=f"write {MEASURED.name}")
     parser.add_argument("--keep", action="store_true", help=f"keep the runs {MEASURED.name} has, add the others")
     args = parser.parse_args(argv)
-    measured = measure(json.loads(MEASURED.read_text())["runs"] if args.keep else None)
+    former = json.loads(MEASURED.read_text()) if args.keep else {"runs": None}
+    if args.keep and any(former.get(key) != value for key, value in setting().items()):
+        parser.error(f"{MEASURED.name} was measured for another network, budget, recipe or seeds: measure all again")
+    measured = measure(former["runs"])
     MEASURED.write_text(json.dumps(measured, indent=1) + "\n")
     for name in ("solution", "equal"):
         g = gains(measured, name)
