@@ -124,7 +124,9 @@ FACTS = f"""() => {{
         images: document.images.length,
         // Alt text that is missing, empty, or a file name or path (Sphinx's default: the image's path).
         images_without_alt: [...document.images].map(i => text(i.getAttribute('alt')))
-            .filter(alt => !alt || alt.includes('/') || /\\.(png|svg|jpe?g|gif)$/i.test(alt)),
+            // a path has no spaces: "T-shirt/top" in a sentence is a class name, not a file
+            .filter(alt => !alt || (alt.includes('/') && !/\\s/.test(alt))
+                           || /\\.(png|svg|jpe?g|gif)$/i.test(alt)),
         // Sliders: native range inputs and ARIA ones (ipywidgets 8 draws noUiSlider's role="slider" handles).
         unnamed_sliders: [...document.querySelectorAll('input[type=range], [role=slider]')].filter(e => !named(e))
             .map(e => e.closest('.widget-slider') ? e.closest('.widget-slider').innerText.trim() : e.outerHTML.slice(0, 120)),
