@@ -194,8 +194,8 @@ def test_model_args_rebuild_the_same_network():
     for net in (NiN(), d2l_nin(), mnist_nin(), mnist_nin(head="fc", resolution=28, num_1x1=1)):
         rebuilt = NiN(**net.model_args)
         rebuilt.load_state_dict(net.state_dict())
-        x = torch.rand(2, 1, 28 if net.model_args["arch"] == "mnist" else 67, 28 if
-                       net.model_args["arch"] == "mnist" else 67)
+        side = max(net.min_resolution, 28)  # 67 for d2l's arch, 28 for the MNIST one
+        x = torch.rand(2, 1, side, side)
         assert torch.equal(rebuilt.eval()(x), net.eval()(x))
 
 

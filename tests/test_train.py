@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import nin_utils.training as training
-from nin_utils import (CHANCE_LOSS, Budget, Callback, CheckpointError, NiN, PlateauWarning, PlateauWatch,
+from nin_utils import (CHANCE_LOSS, Budget, CheckpointError, NiN, PlateauWarning, PlateauWatch,
                        Recipe, UserError, evaluate, fit, load_checkpoint, load_fashion_mnist, train_step)
 from conftest import Interrupt, disconnect, synthetic_fashion
 import nin_utils.train as train_module
