@@ -13,8 +13,8 @@ from .evidence import load_evidence
 from .pretrained import load_pretrained, pretrained_card
 from .plotting import (LivePlot, draw_architecture, overlay_maps, plot_confusion, plot_history,
                        plot_seed_spread, show_images, show_maps)
-from .training import (Callback, EpochStats, PlateauWarning, PlateauWatch, Recipe, evaluate, fit,
-                       predictions, train_step)
+from .training import (Callback, EpochStats, PlateauWarning, PlateauWatch, Recipe, SmallMapWarning,
+                       evaluate, fit, predictions, train_step)
 
 __all__ = [
     "CheckpointError", "load_checkpoint",
@@ -30,5 +30,5 @@ __all__ = [
     "load_evidence", "load_pretrained", "pretrained_card",
     "LivePlot", "draw_architecture", "overlay_maps", "plot_confusion", "plot_history", "plot_seed_spread",
     "show_images", "show_maps",
-    "Callback", "EpochStats", "PlateauWarning", "PlateauWatch", "Recipe", "evaluate", "fit", "predictions", "train_step",
+    "Callback", "EpochStats", "PlateauWarning", "PlateauWatch", "Recipe", "SmallMapWarning", "evaluate", "fit", "predictions", "train_step",
 ]

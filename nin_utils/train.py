@@ -1,4 +1,4 @@
-"""``python -m nin_utils.train``: train NiN with the course recipe from a shell.
+"""``python -m nin_utils.train``: train ``mnist_nin()`` with the course recipe from a shell.
 
 The package does not import this module, so running it prints nothing before
 its own output. Every bad option or input (``UserError``), a missing data set and a
@@ -36,7 +36,7 @@ from .config import MODES, describe_device, get_mode, seed_everything
 from .data import DataNotFoundError, load_fashion_mnist
 from .distributed import DistributedError
 from .errors import UserError
-from .models import NiN
+from .models import mnist_nin
 from .training import EpochStats, Recipe, autocast_dtype, fit
 
 PROG = "python -m nin_utils.train"
@@ -135,7 +135,7 @@ def _train(args: argparse.Namespace) -> list[EpochStats]:
             precision = str(autocast_dtype(device, recipe.autocast) or torch.float32).removeprefix("torch.")
             print(f"{mode.name} mode on {where}: {budget.describe()}; {batch}, peak lr {recipe.lr:g}, "
                   f"{precision}")
-        history = fit(NiN().to(device), data, recipe, budget, seed=args.seed, checkpoint=checkpoint,
+        history = fit(mnist_nin().to(device), data, recipe, budget, seed=args.seed, checkpoint=checkpoint,
                       resume=args.resume)
     if not main:
         return history

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Train the shipped network and write nin_utils/weights/ with its card: `make pretrained` runs this.
-# NiN() with the course recipe on all 60,000 images, 12 epochs at 96 px, seed 0 (about 45 minutes
-# on 2 CPU cores). Refuses (exit 1) weights that score below MIN_ACCURACY on all 10,000 test images.
+# mnist_nin() with the course recipe on all 60,000 images, 20 epochs at 28 px, seed 0 (about
+# 25 minutes on 2 CPU cores with bf16). Refuses (exit 1) weights that score below MIN_ACCURACY on all 10,000 test images.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-ARGS="--mode quick --epochs 12 --resolution 96 --seed 0"
+ARGS="--mode quick --epochs 20 --seed 0"
 CHECKPOINT=checkpoints/pretrained.pt
 rm -f "$CHECKPOINT"
 start=$SECONDS
 "$PY" -m nin_utils.train $ARGS --checkpoint "$CHECKPOINT"
 "$PY" tools/export_pretrained.py "$CHECKPOINT" --seconds $((SECONDS - start)) \
-    --command "python -m nin_utils.train $ARGS" --min-accuracy "${MIN_ACCURACY:-0.92}"
+    --command "python -m nin_utils.train $ARGS" --min-accuracy "${MIN_ACCURACY:-0.94}"
