@@ -1,5 +1,5 @@
-"""Figures for the notebooks: training curves (also live), seed spreads, image grids, channel
-maps, class maps, and NiN's architecture."""
+"""Figures for the notebooks: training curves (also live), seed spreads, means ± sd over seeds,
+image grids, channel maps, class maps, and NiN's architecture."""
 
 from __future__ import annotations
 
@@ -160,6 +160,26 @@ def plot_seed_spread(results: dict[str, list[float]], title: str = "", quantity:
     ax.set(xlabel=f"{quantity} (dots: seeds; square and bar: mean ± sd)", title=title)
     ax.grid(axis="x", alpha=0.3)
     return fig
+
+
+def plot_mean_sd(series: dict[str, dict[float, list[float]]], xlabel: str, ylabel: str = "test accuracy",
+                 title: str = "", ax: plt.Axes | None = None) -> Figure:
+    """One line per series through its mean at each x, with a bar of ± one sample standard
+    deviation where there are several values (one per seed): ``{label: {x: [values]}}``.
+
+    ``x`` may be a number or a number's string (JSON keys). Draws into ``ax`` when given
+    (for panels side by side) and returns its figure.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+    for label, points in series.items():
+        xs = sorted(points, key=float)
+        means, sds = zip(*(mean_and_sd(points[x]) for x in xs))
+        ax.errorbar([float(x) for x in xs], means, yerr=sds, fmt="o-", ms=4, capsize=3, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax.figure
 
 
 def draw_architecture(model: torch.nn.Module, resolution: int, title: str = "") -> Figure:

@@ -4,7 +4,8 @@ import random
 import pytest
 import torch
 
-from nin_utils import MODES, Budget, NiN, get_device, get_mode, seed_everything
+from nin_utils import MODES, Budget, get_device, get_mode, mnist_nin, output_side, seed_everything
+from nin_utils.training import MIN_GAP_SIDE
 from nin_utils.config import TEST_SIZE, TRAIN_SIZE, Mode
 
 
@@ -32,7 +33,7 @@ def test_unknown_mode_is_a_clear_error(monkeypatch):
 
 
 def test_modes_describe_themselves():
-    assert MODES["smoke"].describe() == ("smoke mode: 4,000 training images, 1 epoch at 67 px; "
+    assert MODES["smoke"].describe() == ("smoke mode: 4,000 training images, 1 epoch at 28 px; "
                                          "tested on 1,000")
     assert "all 60,000 training images" in MODES["full"].describe()
 
@@ -50,14 +51,14 @@ def test_modes_differ_only_in_budget():
         assert f"{epochs} at {mode.main.resolution} px" in mode.describe()
         # The short budget (comparisons, exercises) is at most the main one, field by field.
         assert all(s <= m for s, m in zip(sizes(mode.short), sizes(mode.main))), mode
-        for budget in (mode.main, mode.short):
-            assert budget.resolution >= NiN().min_resolution and budget.epochs >= 1
+        for budget in (mode.main, mode.short):  # the trained network's GAP has a map to average
+            assert output_side(mnist_nin(), budget.resolution) >= MIN_GAP_SIDE and budget.epochs >= 1
     for which in ("main", "short"):  # smoke < quick < full: never less of anything, strictly more work
         smoke, quick, full = (getattr(MODES[name], which) for name in MODES)
         for smaller, larger in ((smoke, quick), (quick, full)):
             assert all(s <= l for s, l in zip(sizes(smaller), sizes(larger))), (which, smaller, larger)
             assert work(smaller) < work(larger) and smaller.epochs < larger.epochs, (which, smaller, larger)
-    assert MODES["full"].main == Budget(None, None, 10, 224)  # d2l's resolution, every image (README)
+    assert MODES["full"].main == Budget(None, None, 20, 28)  # every image, native size (README)
 
 
 def test_seed_everything_repeats_random_draws():

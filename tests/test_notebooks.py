@@ -60,6 +60,15 @@ def test_no_stored_errors_and_every_code_cell_ran(path):
             assert "Traceback (most recent call last)" not in output.get("text", "")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS + STUDENT_NOTEBOOKS, ids=lambda p: p.parent.parent.name + "/" + p.stem)
+def test_no_cell_trains_a_network_whose_gap_averages_less_than_5x5(path):
+    # fit() warns SmallMapWarning (and names it) for such a network; the stored outputs are fresh.
+    for index, cell in enumerate(load(path).cells):
+        for output in cell.get("outputs", []):
+            assert "SmallMapWarning" not in output.get("text", ""), (
+                f"cell {index} trains a network whose last map is under 5 x 5")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_deterministic_cells_are_checked_and_have_outputs(path):
     checked = [c for c in load(path).cells if "nbval-check-output" in c.metadata.get("tags", [])]

@@ -10,6 +10,7 @@ import torch  # noqa: E402
 
 from nin_utils import (FASHION_CLASSES, EpochStats, NiN, draw_architecture, overlay_maps,  # noqa: E402
                        plot_confusion, plot_history, plot_seed_spread, show_images, show_maps)
+from nin_utils.plotting import plot_mean_sd  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +74,25 @@ def test_plot_seed_spread_shows_every_seed_and_the_mean():
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
     seeds = [list(line.get_xdata()) for line in ax.lines if line.get_marker() == "o"]
     assert seeds == [[0.90, 0.92, 0.91], [0.80, 0.84]]
+
+
+def test_plot_mean_sd_draws_each_series_mean_and_sd_in_x_order():
+    fig = plot_mean_sd({"GAP": {"2": [0.8, 0.6], "0": [0.9, 0.9]}, "card": {21: [0.5]}}, xlabel="shift (px)")
+    ax = fig.axes[0]
+    series = {bars.get_label(): bars for bars in ax.containers}
+    means = {label: (list(bars.lines[0].get_xdata()), list(bars.lines[0].get_ydata()))
+             for label, bars in series.items()}
+    assert means == {"GAP": ([0.0, 2.0], pytest.approx([0.9, 0.7])), "card": ([21.0], [0.5])}
+    bars = series["GAP"].lines[2][0].get_segments()  # its error bars, in x order
+    assert [tuple(segment[:, 1].round(4)) for segment in bars] == [(0.9, 0.9), (0.5586, 0.8414)]
+    assert ax.get_xlabel() == "shift (px)" and ax.get_ylabel() == "test accuracy"
+
+
+def test_plot_mean_sd_draws_into_a_given_panel():
+    fig, (left, right) = plt.subplots(1, 2)
+    assert plot_mean_sd({"a": {1: [0.5]}}, "epoch", "train accuracy", ax=right) is fig
+    assert not left.containers and right.get_ylabel() == "train accuracy"
+    assert [bars.get_label() for bars in right.containers] == ["a"]
 
 
 def test_architecture_diagram_has_a_box_per_conv_and_pool_and_the_shapes():

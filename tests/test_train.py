@@ -10,7 +10,8 @@ import torch
 
 import nin_utils.training as training
 from nin_utils import (CHANCE_LOSS, Budget, CheckpointError, NiN, PlateauWarning, PlateauWatch,
-                       Recipe, UserError, evaluate, fit, load_checkpoint, load_fashion_mnist, train_step)
+                       Recipe, SmallMapWarning, UserError, evaluate, fit, load_checkpoint,
+                       load_fashion_mnist, mnist_nin, output_side, train_step)
 from conftest import Interrupt, disconnect, synthetic_fashion
 import nin_utils.train as train_module
 from nin_utils.train import main, run
@@ -38,7 +39,7 @@ def _train(data, epochs, recipe=Recipe(batch_size=64), **kwargs):
 # ----------------------------------------------------------------- the recipe
 
 def test_recipe_defaults_and_d2ls():
-    assert Recipe() == Recipe(batch_size=128, optimizer="adamw", lr=2e-3, schedule="onecycle", grad_clip=2.0,
+    assert Recipe() == Recipe(batch_size=128, optimizer="adamw", lr=4e-3, schedule="onecycle", grad_clip=2.0,
                               label_smoothing=0.1)
     d2l = Recipe.d2l()
     assert (d2l.optimizer, d2l.lr, d2l.momentum, d2l.weight_decay, d2l.schedule, d2l.grad_clip,
@@ -162,7 +163,7 @@ def test_truncated_checkpoint_is_a_clear_error(tiny, tmp_path):
 def test_resume_with_another_recipe_is_a_clear_error(tiny, tmp_path):
     checkpoint = tmp_path / "run.pt"
     _train(tiny, 1, checkpoint=checkpoint)
-    with pytest.raises(CheckpointError, match="other settings \\(lr: 0.002 -> 0.01\\)"):
+    with pytest.raises(CheckpointError, match="other settings \\(lr: 0.004 -> 0.01\\)"):
         _train(tiny, 1, Recipe(batch_size=64, lr=0.01), checkpoint=checkpoint, resume=True)
 
 
@@ -233,16 +234,20 @@ def test_command_line_trains_and_saves_a_checkpoint(tmp_path, capsys):
     history = run(["--mode", "smoke", "--train-subset", "256", "--test-subset", "128",
                    "--checkpoint", str(checkpoint)])
     out = capsys.readouterr().out
-    assert "smoke mode on cpu (" in out and ": 256 training images, 1 epoch at 67 px" in out
+    assert "smoke mode on cpu (" in out and ": 256 training images, 1 epoch at 28 px" in out
     assert "Final test accuracy" in out and "on 128 test images" in out
-    assert len(history) == 1 and load_checkpoint(checkpoint)["train_size"] == 256
+    state = load_checkpoint(checkpoint)
+    assert len(history) == 1 and state["train_size"] == 256
+    # The command line trains the authors' MNIST NiN, whose GAP averages a 7 x 7 map at 28 px.
+    assert state["model_args"] == mnist_nin().model_args
+    assert output_side(NiN(**state["model_args"]), state["budget"]["resolution"]) == 7
 
 
 def test_float32_option_turns_autocast_off(tmp_path, capsys):
     checkpoint = tmp_path / "fp32.pt"
     assert main(["--mode", "smoke", "--train-subset", "256", "--test-subset", "128", "--float32",
                  "--checkpoint", str(checkpoint)]) is None  # a console script exits 0 on None
-    assert "peak lr 0.002, float32" in capsys.readouterr().out
+    assert "peak lr 0.004, float32" in capsys.readouterr().out
     assert load_checkpoint(checkpoint)["recipe"]["autocast"] is False
 
 
@@ -264,7 +269,7 @@ def test_module_runs_without_a_warning():
     (["--mode", "fast"], "argument --mode: invalid choice: 'fast'"),
     (["--train-subset", "99999999"], "train_subset=99999999 is out of range: Fashion-MNIST has 60,000"),
     (["--test-subset", "10001"], "test_subset=10001 is out of range"),
-    (["--resolution", "28"], "resolution=28 is below the smallest input"),
+    (["--resolution", "3"], "resolution=3 is below the smallest input"),
 ])
 def test_bad_options_give_one_sentence_and_status_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -345,3 +350,16 @@ def test_nin_debug_adds_the_traceback_to_a_user_error(capsys, monkeypatch):
     assert "nin_utils.errors.UserError: train_subset=99999999 is out of range" in err
     assert err.splitlines()[-1].startswith("python -m nin_utils.train: error: train_subset=99999999 is out of "
                                            "range")
+
+
+def test_fit_warns_when_gap_would_average_a_map_under_5x5():
+    data = synthetic_fashion(64, 32)
+    with pytest.warns(SmallMapWarning, match="last map is 1 x 1, so global average pooling averages 1"):
+        fit(NiN(), data, Recipe(batch_size=32), Budget(None, None, 1, 72), progress=False)
+    with pytest.warns(SmallMapWarning, match="3 x 3"):
+        fit(mnist_nin(), data, Recipe(batch_size=32), Budget(None, None, 1, 14), progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SmallMapWarning)
+        fit(mnist_nin(), data, Recipe(batch_size=32), Budget(None, None, 1, 28), progress=False)  # 7 x 7
+        fit(mnist_nin(head="fc", resolution=14), data, Recipe(batch_size=32), Budget(None, None, 1, 14),
+            progress=False)  # no GAP, nothing to warn about
