@@ -46,7 +46,7 @@ class Budget:
                 raise UserError(f"{name}={value!r} is invalid: it must be a whole number >= 1.")
 
     def describe(self) -> str:
-        """``"all 60,000 training images, 4 epochs at 72 px; tested on all 10,000"``."""
+        """``"all 60,000 training images, 3 epochs at 28 px; tested on all 10,000"``."""
         train = f"all {TRAIN_SIZE:,}" if self.train_subset is None else f"{self.train_subset:,}"
         test = f"all {TEST_SIZE:,}" if self.test_subset is None else f"{self.test_subset:,}"
         epochs = f"{self.epochs} epoch" + ("s" if self.epochs != 1 else "")

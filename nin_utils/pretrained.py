@@ -1,6 +1,7 @@
-"""A NiN trained with the course recipe, shipped with the package: no training needed.
+"""The course's NiN (``mnist_nin()``, 28 px, a 7 x 7 map before GAP) trained with the course
+recipe, shipped with the package: no training needed.
 
-The weights (float16, about 4 MB) sit in ``nin_utils/weights/`` next to a JSON card
+The weights (float16, under 1 MB) sit in ``nin_utils/weights/`` next to a JSON card
 that records how they were made (command, seed, resolution, epochs, time, machine),
 their test accuracy on all 10,000 test images, and their SHA-256. ``load_pretrained``
 checks the hash before reading the file, and reads it with ``weights_only=True``.
@@ -33,10 +34,10 @@ def pretrained_card() -> dict[str, Any]:
 
 
 def load_pretrained(device: torch.device | str = "cpu", path: str | Path | None = None) -> NiN:
-    """The shipped ``NiN()``, trained on Fashion-MNIST, in eval mode on ``device`` (float32).
+    """The shipped ``mnist_nin()``, trained on Fashion-MNIST, in eval mode on ``device`` (float32).
 
     The file holds the weights and the ``model_args`` that rebuild the network, input
-    normalisation included, so ``evaluate(load_pretrained(), data, resolution=96)`` needs
+    normalisation included, so ``evaluate(load_pretrained(), data, resolution=28)`` needs
     nothing else. It was trained at ``pretrained_card()["resolution"]`` px (feed it images
     resized to that size for its stated accuracy). Raises ``CheckpointError`` (one sentence)
     when the file is missing, does not match the SHA-256 on its card, or is not a NiN.

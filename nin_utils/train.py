@@ -76,6 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=_positive(float), default=default.lr, help="peak learning rate")
     parser.add_argument("--batch-size", type=_positive(int), default=default.batch_size,
                         help="per process under torchrun (the global batch is this x processes)")
+    parser.add_argument("--weight-decay", type=float, default=default.weight_decay,
+                        help="AdamW's decoupled weight decay (default: %(default)g)")
+    parser.add_argument("--hflip", action="store_true",
+                        help="augment: mirror each training image left-right with probability 1/2")
     parser.add_argument("--float32", action="store_true",
                         help="train in float32 even where the device computes bf16 fast (autocast off)")
     parser.add_argument("--seed", type=int, default=0)
@@ -119,7 +123,8 @@ def _train(args: argparse.Namespace) -> list[EpochStats]:
     budget = replace(mode.main, **{k: v for k, v in dict(
         epochs=args.epochs, resolution=args.resolution, train_subset=args.train_subset,
         test_subset=args.test_subset).items() if v is not None})
-    recipe = Recipe(lr=args.lr, batch_size=args.batch_size, autocast=not args.float32)
+    recipe = Recipe(lr=args.lr, batch_size=args.batch_size, weight_decay=args.weight_decay, hflip=args.hflip,
+                    autocast=not args.float32)
     checkpoint = args.checkpoint or Path(f"checkpoints/nin_{mode.name}.pt")
     with distributed.process_group(args.timeout) as device:  # alone: nothing to join, get_device()
         world, main = distributed.world_size(), distributed.is_main()

@@ -69,6 +69,7 @@ class Recipe:
     cycle_momentum: bool = True
     grad_clip: float | None = 2.0  # max gradient norm; None: no clipping
     label_smoothing: float = 0.1  # targets 0.91 / 0.01 instead of 1 / 0: a better network on a short budget
+    hflip: bool = False  # mirror each training image left-right with probability 1/2 (augmentation)
     autocast: bool = True  # reduced precision where the device computes it fast
     channels_last: bool = True
 
@@ -316,6 +317,8 @@ def train_epoch(net: nn.Module, data: FashionMNISTData, recipe: Recipe, optim: O
     batches = data.batches("train", recipe.batch_size * world, resolution, shuffle_seed=shuffle_seed,
                            shard=(rank, world))
     for step, (x, y) in enumerate(batches, start=1):
+        if recipe.hflip:
+            x = torch.where(torch.rand(len(x), 1, 1, 1, device=device) < 0.5, x.flip(-1), x)
         loss, logits = train_step(net, x, y, recipe, optim)
         loss_sum += loss * len(y)
         correct += (logits.argmax(1) == y).sum()

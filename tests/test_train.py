@@ -363,3 +363,18 @@ def test_fit_warns_when_gap_would_average_a_map_under_5x5():
         fit(mnist_nin(), data, Recipe(batch_size=32), Budget(None, None, 1, 28), progress=False)  # 7 x 7
         fit(mnist_nin(head="fc", resolution=14), data, Recipe(batch_size=32), Budget(None, None, 1, 14),
             progress=False)  # no GAP, nothing to warn about
+
+
+def test_hflip_mirrors_about_half_of_the_training_images(monkeypatch):
+    data, seen = synthetic_fashion(256, 32), []
+
+    def record(net, x, y, recipe, optim):
+        seen.append(x)
+        return torch.zeros(()), torch.zeros(len(y), 10)
+
+    monkeypatch.setattr(training, "train_step", record)
+    fit(mnist_nin(), data, Recipe(batch_size=256, hflip=True), Budget(None, None, 1, 28), progress=False)
+    original, _ = next(data.batches("train", 256, 28, shuffle_seed=training._shuffle_seed(0, 1)))
+    flipped = (seen[0] == original.flip(-1)).flatten(1).all(1)
+    unchanged = (seen[0] == original).flatten(1).all(1)
+    assert (flipped | unchanged).all() and 0.35 < flipped.float().mean() < 0.65

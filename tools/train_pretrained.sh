@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Train the shipped network and write nin_utils/weights/ with its card: `make pretrained` runs this.
-# mnist_nin() with the course recipe on all 60,000 images, 20 epochs at 28 px, seed 0 (about
-# 25 minutes on 2 CPU cores with bf16). Refuses (exit 1) weights that score below MIN_ACCURACY on all 10,000 test images.
+# mnist_nin() with the course recipe plus two regularisers on all 60,000 images, 20 epochs at 28 px,
+# seed 0 (about 25 minutes on 2 CPU cores with bf16). Without them the same run overfits (training
+# accuracy 0.9993) and scores 0.9385: weight decay 0.05 instead of 1e-4, and random left-right
+# flips (not shifts, which would confound the card's accuracy against shifted inputs). Refuses (exit 1) weights that score below MIN_ACCURACY on all 10,000 test images.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-ARGS="--mode quick --epochs 20 --seed 0"
+ARGS="--mode quick --epochs 20 --weight-decay 0.05 --hflip --seed 0"
 CHECKPOINT=checkpoints/pretrained.pt
 rm -f "$CHECKPOINT"
 start=$SECONDS
