@@ -6,6 +6,7 @@
 #   JOBS=2 OMP_NUM_THREADS=1 bash benchmarks/evidence.sh    # 2 at a time, one thread each
 #   EVIDENCE_DIR=/tmp/ev EXTRA="--train-subset 256 --test-subset 128 --epochs 1 --seeds 0" \
 #       bash benchmarks/evidence.sh                 # a quick check that every run works
+#   ONLY="d2l_224 ablation" bash benchmarks/evidence.sh     # only these comparisons
 # EXTRA is appended to every command (a later option wins).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ PY=${PYTHON:-.venv/bin/python}
 DIR=${EVIDENCE_DIR:-benchmarks/results/mnist_nin}
 JOBS=${JOBS:-1}
 EXTRA=${EXTRA:-}
+ONLY=${ONLY:-}
 mkdir -p "$DIR"
 SHORT="--train-subset 10000 --epochs 3 --resolution 28"  # 10,000 images, 3 epochs, native 28 px
 FIVE="--seeds 0 1 2 3 4"
@@ -22,6 +24,7 @@ HEADS=(--variant "GAP: net=mnist" --variant "FC: net=mnist, net.head='fc'"
        --variant "FC + dropout: net=mnist, net.head='fc', net.head_dropout=0.5")
 run() {  # name, then accuracy.py's arguments
     local name=$1; shift
+    [[ -z $ONLY || " $ONLY " == *" $name "* ]] || return 0
     printf '%q ' "$PY" benchmarks/accuracy.py --mode quick --budget short "$@" $EXTRA --out "$DIR/$name.json"
     printf '> %q 2>&1\n' "$DIR/$name.log"
 }
@@ -38,9 +41,7 @@ run ablation $SHORT $THREE --test-subset 5000 \
     --variant "- label smoothing: net=mnist, label_smoothing=0.0" \
     --variant "- clipping: net=mnist, grad_clip=None" \
     --variant "- momentum cycling: net=mnist, cycle_momentum=False" \
-    --variant "Xavier for Kaiming: net=mnist, net.init='xavier'" \
     --variant "+ ReLU before GAP: net=mnist, net.final_relu=True, net.zero_init_last=False" \
-    --variant "- input normalisation: net=mnist, net.input_norm=None" \
     --variant "SGD 0.1 (d2l's optimiser): net=mnist, $D2L_FAST" \
     --variant "SGD 0.1 + clipping: net=mnist, $D2L_FAST, grad_clip=2.0" \
     --variant "SGD 0.1 + smoothing: net=mnist, $D2L_FAST, label_smoothing=0.1" \
