@@ -13,8 +13,8 @@ meet in d2l and on its forum. For a 224x224 input (shapes are channels x H x W):
     dropout 0.5, nin_block(384 -> 10, 3x3)     10 x  5 x  5    <- `classifier` (GAP head)
     global average pooling, flatten            10
 
-Below 131 px its last map is 1x1, so GAP would average one number: the course counts this
-network but does not train it on a CPU budget.
+From 67 to 98 px its last map is 1x1, so GAP would average one number (2x2 from 99 px, 5x5 from
+195 px): the course counts this network but does not train it on a CPU budget.
 
 ``arch="mnist"`` (``mnist_nin()``, the network the course trains) is the configuration the
 paper's first author released for 28x28x1 MNIST images (``mavenlin/cuda-convnet``, file
@@ -103,7 +103,7 @@ class NiN(nn.Module):
         in_channels: image channels (1 for Fashion-MNIST).
         num_classes: number of outputs.
         arch: ``"d2l"`` (ImageNet-shaped, input >= 67 px) or ``"mnist"`` (the authors'
-            network for 28x28 images, input >= 7 px); see the module docstring.
+            network for 28x28 images, input >= 4 px); see the module docstring.
         num_1x1: 1x1 convs per NiN block (2 in the paper and d2l; with fewer, the mnist
             widths keep the block's first and last widths).
         head: ``"gap"`` (the last NiN block's class maps, then global average pooling) or
@@ -281,7 +281,7 @@ def d2l_nin(**changes: Any) -> NiN:
 
 def mnist_nin(**changes: Any) -> NiN:
     """The network the course trains: the authors' MNIST NiN with BatchNorm before every ReLU,
-    no dropout and no ReLU before GAP. ``(N, 1, H, W)`` images (H, W >= 7; trained at 28) ->
+    no dropout and no ReLU before GAP. ``(N, 1, H, W)`` images (H, W >= 4; trained at 28) ->
     ``(N, 10)`` logits, from 10 class maps of 7 x 7 at 28 px. ``changes`` override any
     ``NiN`` argument, e.g. ``mnist_nin(batch_norm=False)``.
 

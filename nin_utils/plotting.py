@@ -176,6 +176,8 @@ def plot_mean_sd(series: dict[str, dict[float, list[float]]], xlabel: str, ylabe
         xs = sorted(points, key=float)
         means, sds = zip(*(mean_and_sd(points[x]) for x in xs))
         ax.errorbar([float(x) for x in xs], means, yerr=sds, fmt="o-", ms=4, capsize=3, label=label)
+    if all(float(x).is_integer() for points in series.values() for x in points):
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs, pixels: no 0.5 ticks
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -9,7 +9,11 @@ NAMES = sorted(p.stem for p in EVIDENCE_DIR.glob("*.json"))
 
 
 def test_the_chapters_evidence_is_shipped():
-    assert {"ablation", "gap_vs_fc", "one_vs_two_1x1", "tuning"} <= set(NAMES)
+    assert {"ablation", "d2l_224", "gap_vs_fc", "one_vs_two_1x1"} <= set(NAMES)
+
+
+# d2l's network at its own 224 px, one epoch on 2,000 images: one seed, as a check, not a comparison.
+ONE_SEED = {"d2l_224"}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -17,7 +21,7 @@ def test_each_file_has_three_seeds_per_variant_and_its_provenance(name):
     evidence = load_evidence(name)
     assert evidence.command.startswith("python benchmarks/accuracy.py") and evidence.machine and evidence.date
     for variant, runs in evidence.accuracies.items():
-        assert len(runs) >= 3, variant
+        assert len(runs) >= (1 if name in ONE_SEED else 3), variant
         assert all(0.0 <= acc <= 1.0 for accs in runs.values() for acc in accs)
     rows = evidence.table().splitlines()
     assert len(rows) == 1 + len(evidence.accuracies) and "mean ± sd" in rows[0]

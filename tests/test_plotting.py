@@ -86,6 +86,7 @@ def test_plot_mean_sd_draws_each_series_mean_and_sd_in_x_order():
     bars = series["GAP"].lines[2][0].get_segments()  # its error bars, in x order
     assert [tuple(segment[:, 1].round(4)) for segment in bars] == [(0.9, 0.9), (0.5586, 0.8414)]
     assert ax.get_xlabel() == "shift (px)" and ax.get_ylabel() == "test accuracy"
+    assert all(tick.is_integer() for tick in ax.get_xticks())  # whole pixels only
 
 
 def test_plot_mean_sd_draws_into_a_given_panel():
