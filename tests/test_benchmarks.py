@@ -50,3 +50,4 @@ def test_the_gpu_check_passes_when_every_step_does(tmp_path):
     log = (tmp_path / "logs" / "full_recipe.txt").read_text()
     assert "ran benchmarks/accuracy.py --mode full --target 0.93" in log
     assert "ran -m pytest --nbval-lax" in (tmp_path / "logs" / "nbval.txt").read_text()
+    assert "ran benchmarks/accuracy.py" in (tmp_path / "logs" / "evidence" / "gap_vs_fc.log").read_text()
