@@ -366,7 +366,7 @@ TUNING_NETWORK: Callable[[], nn.Module] = mnist_nin  # the network the course tr
 TUNING_BUDGET = MODES["quick"].short
 TUNING_SEEDS = (0, 1, 2)
 TUNING_VALIDATION = 5_000  # training images held out to choose a recipe on
-TUNING_MARGIN = 0.04
+TUNING_MARGIN = 0.01
 
 
 def tuning_data(budget: Budget, device: torch.device | str | None = None) -> FashionMNISTData:
