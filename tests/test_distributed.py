@@ -18,14 +18,14 @@ import pytest
 import torch
 
 from conftest import Interrupt, disconnect
-from nin_utils import (Budget, Callback, CheckpointError, DistributedError, NiN, Recipe, fit, load_checkpoint,
+from nin_utils import (Budget, Callback, CheckpointError, DistributedError, Recipe, fit, load_checkpoint, mnist_nin,
                        load_fashion_mnist)
 from nin_utils import distributed
 from nin_utils.distributed_exercises import check_accumulate, check_ring_all_reduce, check_shard
 from nin_utils.train import main
 from nin_utils.training import make_optimization, train_step
 
-B, WORLD, RESOLUTION, EPOCHS = 8, 2, 67, 2  # per-process batch; one process compares with batch WORLD * B
+B, WORLD, RESOLUTION, EPOCHS = 8, 2, 28, 2  # per-process batch; one process compares with batch WORLD * B
 RECIPE = Recipe(batch_size=B, autocast=False)  # float32: the two ways differ only by rounding
 STEP_SEED = 1  # the shuffle seed of the single-step comparison
 BUDGET = Budget(train_subset=128, test_subset=64, epochs=EPOCHS, resolution=RESOLUTION)
@@ -40,7 +40,7 @@ def fresh_nin():
     """No dropout (its masks differ between one and two processes); a random last layer, so every
     layer gets a gradient in the first step."""
     torch.manual_seed(0)
-    return NiN(dropout=0.0, zero_init_last=False)
+    return mnist_nin(batch_norm=False, dropout=0.0, zero_init_last=False)  # the trained network, 7 x 7 map
 
 
 def _first_epoch_then_stop(data, recipe, checkpoint):
@@ -263,7 +263,7 @@ def test_fit_under_torchrun_without_setup_is_a_clear_error(monkeypatch):
     data = load_fashion_mnist(device="cpu", train_subset=8, test_subset=8)
     with pytest.raises(DistributedError, match="started as rank 0 of 2 but has not joined the others: call "
                                                "nin_utils.distributed.setup\\(\\) before training"):
-        fit(NiN(), data, None, ONE_EPOCH, progress=False)
+        fit(mnist_nin(), data, None, ONE_EPOCH, progress=False)
 
 
 def test_an_unreachable_master_is_one_sentence_and_status_2(monkeypatch, capfd):
