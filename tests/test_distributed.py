@@ -6,6 +6,7 @@ single-process runs made here. Everything is tiny (a few hundred images at 67 px
 """
 
 import contextlib
+import dataclasses
 import io
 import os
 import shutil
@@ -26,7 +27,10 @@ from nin_utils.train import main
 from nin_utils.training import make_optimization, train_step
 
 B, WORLD, RESOLUTION, EPOCHS = 8, 2, 28, 2  # per-process batch; one process compares with batch WORLD * B
-RECIPE = Recipe(batch_size=B, autocast=False)  # float32: the two ways differ only by rounding
+# float32, so one step differs only by rounding. SGD, not AdamW: over 16 steps a rounding-sized
+# difference grows (max pooling routes a gradient to whichever input is largest), and AdamW, which
+# divides by each gradient's size, turns it into weight changes as large as the training's own.
+RECIPE = Recipe(batch_size=B, optimizer="sgd", lr=0.05, autocast=False)
 STEP_SEED = 1  # the shuffle seed of the single-step comparison
 BUDGET = Budget(train_subset=128, test_subset=64, epochs=EPOCHS, resolution=RESOLUTION)
 ONE_EPOCH = Budget(train_subset=None, test_subset=None, epochs=1, resolution=RESOLUTION)
@@ -105,7 +109,7 @@ def single(tmp_path_factory):
     """One process, batch WORLD * B: epoch 1's checkpoint, and an uninterrupted two-epoch run."""
     out = tmp_path_factory.mktemp("single")
     data = tiny_data()
-    recipe = Recipe(batch_size=WORLD * B, autocast=False)
+    recipe = dataclasses.replace(RECIPE, batch_size=WORLD * B)
     _first_epoch_then_stop(data, recipe, out / "epoch1.pt")
     model = fresh_nin()
     history = fit(model, data, recipe, BUDGET, progress=False)
@@ -139,6 +143,16 @@ def assert_close(got: dict, expected: dict, start: dict | None = None, rtol: flo
         assert difference <= rtol * scale + 1e-7, f"{name}: differs by {difference:.2e} (scale {scale:.2e})"
 
 
+def assert_trains_alike(got: dict, expected: dict) -> None:
+    """Two training runs ended alike: the weights' difference is under 10% of the training's change
+    (both norms over all tensors). Nudging the starting weights by 1e-6 of themselves, rounding's
+    size, moved the end by 2-3% (3 nudges); training at 1.1 times the learning rate moved it by
+    15%, half the global batch or other data by over 90%."""
+    difference = sum(((got[k] - expected[k]) ** 2).sum() for k in expected) ** 0.5
+    change = sum(((expected[k] - INITIAL[k]) ** 2).sum() for k in expected) ** 0.5
+    assert difference <= 0.1 * change, f"differs by {difference / change:.1%} of the change"
+
+
 # ----------------------------------------------------------------- the tests
 
 @pytest.mark.slow  # a two-process torchrun launch
@@ -167,15 +181,14 @@ def test_one_step_on_two_processes_is_one_step_with_twice_the_batch(launched, si
     train_step(model, x, y, recipe, make_optimization(model, recipe, total_steps=10))
     # The gradient the step used (DDP's average over the two processes, then clipped) ...
     assert_close(launched["step"][0]["grad"], {name: p.grad for name, p in model.named_parameters()})
-    # ... and so the step. AdamW's first step is about lr * sign(gradient): rounding moves the
-    # few entries whose gradient is near zero (up to 5% of the step seen here).
-    assert_close(launched["step"][0]["model"], model.state_dict(), start, rtol=0.1)
+    # ... and so the step.
+    assert_close(launched["step"][0]["model"], model.state_dict(), start)
 
 
 @pytest.mark.slow  # a two-process torchrun launch
 def test_two_epochs_on_two_processes_match_one_process(launched, single):
     two = launched["fit"][0]
-    assert_close(two["model"], single["model"], INITIAL, rtol=2e-2)
+    assert_trains_alike(two["model"], single["model"])
     assert [s.epoch for s in two["history"]] == [1, 2]
     assert abs(two["history"][-1].train_loss - single["history"][-1].train_loss) < 1e-3
 
@@ -194,12 +207,12 @@ def test_a_checkpoint_of_two_processes_resumes_in_one(launched, single, tmp_path
                   progress=False)
     assert [s.epoch for s in history] == [1, 2]
     assert history[0] == launched["fit"][0]["history"][0]  # epoch 1 came from the checkpoint
-    assert_close(model.state_dict(), launched["fit"][0]["model"], INITIAL, rtol=2e-2)
+    assert_trains_alike(model.state_dict(), launched["fit"][0]["model"])
 
 
 @pytest.mark.slow  # a two-process torchrun launch
 def test_a_checkpoint_of_one_process_resumes_in_two(launched, single):
-    assert_close(launched["resumed"][0], single["model"], INITIAL, rtol=2e-2)
+    assert_trains_alike(launched["resumed"][0], single["model"])
 
 
 @pytest.mark.slow  # a two-process torchrun launch

@@ -25,13 +25,13 @@ def tiny():
     return synthetic_fashion(train=384, test=256)
 
 
-def budget(epochs, resolution=67):
+def budget(epochs, resolution=28):
     return Budget(train_subset=None, test_subset=None, epochs=epochs, resolution=resolution)
 
 
 def _train(data, epochs, recipe=Recipe(batch_size=64), **kwargs):
     torch.manual_seed(0)
-    model = NiN()
+    model = mnist_nin()  # the trained network: a 7 x 7 map at 28 px
     history = fit(model, data, recipe, budget(epochs), progress=False, **kwargs)
     return model, history
 
@@ -105,7 +105,7 @@ def test_bad_budgets_are_clear_errors(tiny):
     with pytest.raises(UserError, match="epochs=0 is invalid"):
         _train(tiny, 0)
     with pytest.raises(UserError, match="resolution=28 is below the smallest input this network accepts \\(67 px\\)"):
-        fit(NiN(), tiny, None, budget(1, resolution=28), progress=False)
+        fit(NiN(), tiny, None, budget(1), progress=False)
 
 
 def test_model_and_data_on_different_devices_is_a_clear_error(tiny):
@@ -147,7 +147,7 @@ def test_checkpoint_stores_the_recipe_budget_and_model_args_as_plain_data(tiny, 
     assert (state["seed"], state["train_size"]) == (0, 384)
     rebuilt = NiN(**state["model_args"])  # nanoGPT's model_args: the checkpoint rebuilds its network
     rebuilt.load_state_dict(state["model"])
-    x = next(tiny.batches("test", 4, 67))[0]
+    x = next(tiny.batches("test", 4, 28))[0]
     assert torch.allclose(rebuilt.eval()(x), model.eval()(x), atol=1e-5)
 
 
@@ -222,7 +222,8 @@ def test_a_learning_loss_does_not_warn():
 def test_d2l_recipe_on_d2l_nin_warns_once(tiny):
     from nin_utils import d2l_nin
     with pytest.warns(PlateauWarning) as caught:
-        fit(d2l_nin(), tiny, dataclasses.replace(Recipe.d2l(), batch_size=8), budget(3), progress=False)
+        fit(d2l_nin(), tiny, dataclasses.replace(Recipe.d2l(), batch_size=8), budget(3, resolution=67),
+            progress=False)
     assert len([w for w in caught if w.category is PlateauWarning]) == 1
 
 
