@@ -42,5 +42,13 @@ run ablation --train-subset 5000 --epochs 3 --resolution 28 $THREE --test-subset
     --variant "SGD 0.1 (d2l's optimiser): net=mnist, $D2L_FAST" \
     --variant "SGD 0.1 + clipping: net=mnist, $D2L_FAST, grad_clip=2.0" \
     --variant "SGD 0.1 + smoothing: net=mnist, $D2L_FAST, label_smoothing=0.1"
+run ablation_more --train-subset 5000 --epochs 3 --resolution 28 $THREE --test-subset 5000 \
+    --variant "course: net=mnist" \
+    --variant "- clipping: net=mnist, grad_clip=None" \
+    --variant "- label smoothing: net=mnist, label_smoothing=0.0" \
+    --variant "- momentum cycling: net=mnist, cycle_momentum=False" \
+    --variant "- input normalisation: net=mnist, net.input_norm=None" \
+    --variant "- BatchNorm: net=mnist, net.batch_norm=False" \
+    --variant "- BatchNorm, Xavier init: net=mnist, net.batch_norm=False, net.init='xavier'"
 } | xargs -d '\n' -P "$JOBS" -I{} bash -c '{}'
 echo "evidence written to $DIR (a log beside each JSON)"

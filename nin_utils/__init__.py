@@ -11,8 +11,8 @@ from .errors import UserError
 from .models import NiN, class_maps, d2l_nin, mnist_nin, mnist_nin_as_released, nin_block
 from .evidence import load_evidence
 from .pretrained import load_pretrained, pretrained_card
-from .plotting import (LivePlot, draw_architecture, overlay_maps, plot_confusion, plot_history,
-                       plot_seed_spread, show_images, show_maps)
+from .plotting import (LivePlot, draw_architecture, draw_ring_all_reduce, overlay_maps, plot_confusion,
+                       plot_history, plot_seed_spread, show_images, show_maps)
 from .training import (Callback, EpochStats, PlateauWarning, PlateauWatch, Recipe, SmallMapWarning,
                        evaluate, fit, predictions, train_step)
 
@@ -28,7 +28,8 @@ __all__ = [
     "UserError",
     "NiN", "class_maps", "d2l_nin", "mnist_nin", "mnist_nin_as_released", "nin_block",
     "load_evidence", "load_pretrained", "pretrained_card",
-    "LivePlot", "draw_architecture", "overlay_maps", "plot_confusion", "plot_history", "plot_seed_spread",
+    "LivePlot", "draw_architecture", "draw_ring_all_reduce", "overlay_maps", "plot_confusion", "plot_history",
+    "plot_seed_spread",
     "show_images", "show_maps",
     "Callback", "EpochStats", "PlateauWarning", "PlateauWatch", "Recipe", "SmallMapWarning", "evaluate", "fit", "predictions", "train_step",
 ]

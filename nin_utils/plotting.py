@@ -1,5 +1,5 @@
 """Figures for the notebooks: training curves (also live), seed spreads, means ± sd over seeds,
-image grids, channel maps, class maps, and NiN's architecture."""
+image grids, channel maps, class maps, NiN's architecture and a ring all-reduce."""
 
 from __future__ import annotations
 
@@ -182,6 +182,34 @@ def plot_mean_sd(series: dict[str, dict[float, list[float]]], xlabel: str, ylabe
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return ax.figure
+
+
+def draw_ring_all_reduce(processes: int = 4) -> Figure:
+    """A ring all-reduce step by step: one grid per step (rows: processes, columns: the chunks of
+    the gradient), each cell listing whose gradients that copy of the chunk sums so far. The
+    schedule is chapter 6's exercise 2, so it lives here and not in the student's notebook."""
+    n = processes
+    held = [[{p} for _ in range(n)] for p in range(n)]  # held[p][c]: whose chunk c p's copy sums
+    states = [("start", [[set(s) for s in row] for row in held])]
+    for phase, chunk_sent in (("reduce-scatter", lambda p, step: (p - step) % n),
+                              ("all-gather", lambda p, step: (p + 1 - step) % n)):
+        for step in range(n - 1):
+            messages = [(p, chunk_sent(p, step), set(held[p][chunk_sent(p, step)])) for p in range(n)]
+            for p, c, values in messages:  # all send at once, each to the next process
+                receiver = held[(p + 1) % n]
+                receiver[c] = receiver[c] | values if phase == "reduce-scatter" else values
+            states.append((f"{phase} {step + 1}", [[set(s) for s in row] for row in held]))
+    fig, axes = plt.subplots(1, len(states), figsize=(2.1 * len(states), 2.6), layout="constrained")
+    for ax, (title, grid) in zip(axes, states):
+        ax.imshow([[len(s) for s in row] for row in grid], cmap="Blues", vmin=0, vmax=n + 1)
+        for p, row in enumerate(grid):
+            for c, s in enumerate(row):
+                ax.text(c, p, "".join(map(str, sorted(s))), ha="center", va="center", fontsize=8,
+                        color="white" if len(s) == n else "black")  # white: the whole sum
+        ax.set(xticks=range(n), yticks=range(n), xlabel="chunk")
+        ax.set_title(title, fontsize=9)
+    axes[0].set_ylabel("process")
+    return fig
 
 
 def draw_architecture(model: torch.nn.Module, resolution: int, title: str = "") -> Figure:

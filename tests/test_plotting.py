@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from nin_utils import (FASHION_CLASSES, EpochStats, NiN, draw_architecture, overlay_maps,  # noqa: E402
-                       plot_confusion, plot_history, plot_seed_spread, show_images, show_maps)
+from nin_utils import (FASHION_CLASSES, EpochStats, NiN, draw_architecture, draw_ring_all_reduce,  # noqa: E402
+                       overlay_maps, plot_confusion, plot_history, plot_seed_spread, show_images, show_maps)
 from nin_utils.plotting import plot_mean_sd  # noqa: E402
 
 
@@ -102,3 +102,17 @@ def test_architecture_diagram_has_a_box_per_conv_and_pool_and_the_shapes():
     assert len(ax.patches) == 1 + 12 + 3 + 1  # input, 12 convs, 3 max pools, global average pooling
     texts = {t.get_text() for t in ax.texts}
     assert {"96 x 54 x 54", "384 x 5 x 5", "10 x 1 x 1", "NiN block 1", "NiN block 4"} <= texts
+
+
+def test_ring_all_reduce_figure_sums_one_chunk_per_process_then_every_chunk_everywhere():
+    fig = draw_ring_all_reduce(processes=4)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["start"] + [f"{phase} {step}" for phase in ("reduce-scatter", "all-gather")
+                                  for step in (1, 2, 3)]
+    cells = lambda ax: [t.get_text() for t in ax.texts]  # row by row: process p, chunk c
+    assert cells(fig.axes[0]) == [str(p) for p in range(4) for _ in range(4)]
+    after_reduce_scatter = cells(fig.axes[3])
+    rows = [after_reduce_scatter[4 * p:4 * p + 4] for p in range(4)]
+    assert [row.count("0123") for row in rows] == [1, 1, 1, 1]  # each process: one whole chunk ...
+    assert sorted(row.index("0123") for row in rows) == [0, 1, 2, 3]  # ... a different one each
+    assert set(cells(fig.axes[-1])) == {"0123"}
