@@ -7,7 +7,8 @@ map is 7 x 7) and the training recipe are the same in all of them:
 * ``smoke`` -- a few thousand images for one epoch: proves a notebook runs
   (CI and nbval use it); its accuracies are not worth reading;
 * ``quick`` -- the reader's default on a CPU: three epochs on 50,000 images,
-  under 4 minutes on 2 cores with bf16 (all 60,000 would take about 4);
+  under 4 minutes on 2 cores with bf16 (all 60,000 would take about 4); on a
+  CPU without bf16, three epochs on 26,000 images, about as long in float32;
 * ``full`` -- more epochs, meant for a GPU.
 
 The default is ``full`` when CUDA is present and ``quick`` otherwise.
@@ -15,11 +16,12 @@ The default is ``full`` when CUDA is present and ``quick`` otherwise.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +75,9 @@ MODES: dict[str, Mode] = {
     "quick": Mode("quick", main=Budget(50_000, None, 3, 28), short=Budget(10_000, None, 3, 28)),
     "full": Mode("full", main=Budget(None, None, 20, 28), short=Budget(20_000, None, 5, 28)),
 }
+# Quick mode's main budget on a CPU without bf16 (float32 trains about 2.5 times slower there):
+# the same 3 epochs on fewer images, about 4 minutes on 2 AVX2 cores (benchmarks/README.md).
+QUICK_FLOAT32_MAIN = Budget(26_000, None, 3, 28)
 
 
 def get_device() -> torch.device:
@@ -105,7 +110,15 @@ def get_mode(mode: str | None = None) -> Mode:
     if key not in MODES:
         raise UserError(f"Unknown NiN mode {name!r}: use one of {', '.join(MODES)} (set NIN_MODE, "
                          f"or leave it unset for the device's default).")
+    if key == "quick" and not torch.cuda.is_available() and not cpu_has_native_bf16():
+        return replace(MODES[key], main=QUICK_FLOAT32_MAIN)
     return MODES[key]
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX)."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
 
 
 def seed_everything(seed: int = 0) -> None:

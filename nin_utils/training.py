@@ -23,7 +23,6 @@ belongs to the network, so evaluating one needs no recipe.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 import warnings
@@ -40,7 +39,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import Budget, cpu_flags, seed_everything
+from .config import Budget, cpu_has_native_bf16, seed_everything
 from .counting import output_side
 from .data import CHANCE_LOSS, FashionMNISTData
 from .errors import UserError
@@ -421,15 +420,9 @@ def autocast_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | 
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    if device.type == "cpu" and _cpu_has_native_bf16():
+    if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
-
-
-@functools.cache
-def _cpu_has_native_bf16() -> bool:
-    """True where the CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX)."""
-    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
 
 
 def _shuffle_seed(seed: int, epoch: int) -> int:

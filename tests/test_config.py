@@ -6,10 +6,12 @@ import torch
 
 from nin_utils import MODES, Budget, get_device, get_mode, mnist_nin, output_side, seed_everything
 from nin_utils.training import MIN_GAP_SIDE
-from nin_utils.config import TEST_SIZE, TRAIN_SIZE, Mode
+from nin_utils import config
+from nin_utils.config import QUICK_FLOAT32_MAIN, TEST_SIZE, TRAIN_SIZE, Mode
 
 
 def test_mode_from_argument_and_environment(monkeypatch):
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: True)
     monkeypatch.setenv("NIN_MODE", "full")
     assert get_mode().name == "full"
     assert get_mode("quick").name == "quick"
@@ -24,6 +26,23 @@ def test_default_mode_follows_the_device(monkeypatch):
     assert get_device() == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert get_mode().name == "full"
+
+
+def test_quick_mode_trains_on_fewer_images_where_the_cpu_lacks_bf16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: False)
+    quick, bf16 = get_mode("quick"), MODES["quick"]
+    assert quick.main == QUICK_FLOAT32_MAIN and quick.short == bf16.short  # comparisons stay comparable
+    assert QUICK_FLOAT32_MAIN.train_subset < bf16.main.train_subset
+    assert (QUICK_FLOAT32_MAIN.epochs, QUICK_FLOAT32_MAIN.resolution) == (bf16.main.epochs, bf16.main.resolution)
+    assert quick.describe() == ("quick mode: 26,000 training images, 3 epochs at 28 px; "
+                                "tested on all 10,000")
+    assert get_mode("full") is MODES["full"] and get_mode("smoke") is MODES["smoke"]
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: True)
+    assert get_mode("quick") is bf16
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU trains the full budget fast
+    assert get_mode("quick") is bf16
 
 
 def test_unknown_mode_is_a_clear_error(monkeypatch):
