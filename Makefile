@@ -76,7 +76,7 @@ student-book: setup
 notebooks: setup
 	$(PYTHON) tools/execute_notebooks.py
 
-# Train the shipped network again and write nin_utils/weights/ (tools/train_pretrained.sh; about 25 minutes on 2 CPU cores).
+# Train the shipped network again and write nin_utils/weights/ (tools/train_pretrained.sh; about 55 minutes on 2 busy CPU cores).
 pretrained: setup
 	bash tools/train_pretrained.sh
 
