@@ -289,7 +289,7 @@ def fit(model: nn.Module, data: FashionMNISTData, recipe: Recipe | None, budget:
                    disable=not (progress and distributed.is_main()))
         sums = train_epoch(net, data, recipe, optim, budget.resolution, _shuffle_seed(seed, epoch),
                            bar, callbacks)
-        history.append(end_epoch(model, data, budget.resolution, epoch, sums))
+        history.append(end_epoch(model, data, budget.resolution, epoch, sums, recipe.autocast))
         bar.set_postfix(loss=f"{history[-1].train_loss:.3f}", test_acc=f"{history[-1].test_acc:.3f}")
         bar.close()
         if checkpoint is not None and distributed.is_main():
@@ -333,9 +333,10 @@ def train_epoch(net: nn.Module, data: FashionMNISTData, recipe: Recipe, optim: O
 
 
 def end_epoch(model: nn.Module, data: FashionMNISTData, resolution: int, epoch: int,
-              sums: EpochSums) -> EpochStats:
-    """The epoch's statistics over all processes: sums added up, the test set evaluated on rank 0,
-    the result broadcast (the other processes wait meanwhile)."""
+              sums: EpochSums, autocast: bool) -> EpochStats:
+    """The epoch's statistics over all processes: sums added up, the test set evaluated on rank 0
+    (in the training's precision: ``autocast`` as the recipe's), the result broadcast (the other
+    processes wait meanwhile)."""
     world = distributed.world_size()
     seen = len(data.train_labels)  # by all processes together
     loss_sum, correct = distributed.sum_over_processes(sums.loss), distributed.sum_over_processes(sums.correct)
@@ -346,7 +347,7 @@ def end_epoch(model: nn.Module, data: FashionMNISTData, resolution: int, epoch: 
     stats = None
     if distributed.is_main():
         start = time.perf_counter()
-        test_acc = evaluate(model, data, resolution=resolution)
+        test_acc = evaluate(model, data, resolution=resolution, autocast=autocast)
         stats = EpochStats(epoch, loss_sum.item() / seen, correct.item() / seen, test_acc,
                            seen / sums.seconds, sums.seconds + time.perf_counter() - start, step_losses)
     return distributed.from_main(stats)

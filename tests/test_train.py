@@ -378,3 +378,13 @@ def test_hflip_mirrors_about_half_of_the_training_images(monkeypatch):
     flipped = (seen[0] == original.flip(-1)).flatten(1).all(1)
     unchanged = (seen[0] == original).flatten(1).all(1)
     assert (flipped | unchanged).all() and 0.35 < flipped.float().mean() < 0.65
+
+
+@pytest.mark.parametrize("autocast", [True, False])
+def test_each_epoch_is_tested_in_the_recipes_precision(tiny, monkeypatch, autocast):
+    tested_with = []
+    evaluate_as_before = training.evaluate
+    monkeypatch.setattr(training, "evaluate", lambda *args, **kwargs: tested_with.append(kwargs["autocast"])
+                        or evaluate_as_before(*args, **kwargs))
+    _train(tiny, 2, Recipe(batch_size=64, autocast=autocast))
+    assert tested_with == [autocast, autocast]  # --float32 is float32 throughout, evaluation included
