@@ -30,7 +30,7 @@ run() {  # name, then accuracy.py's arguments
 }
 {
 run gap_vs_fc $SHORT $FIVE --test-subset 5000 --shifts 0 1 2 3 4 "${HEADS[@]}"
-run gap_vs_fc_small_data --train-subset 2000 --epochs 20 --resolution 28 $THREE --test-subset 2000 "${HEADS[@]}"
+run gap_vs_fc_small_data --train-subset 2000 --epochs 20 --resolution 28 $FIVE --test-subset 2000 "${HEADS[@]}"
 run one_vs_two_1x1 $SHORT $THREE --test-subset 5000 \
     --variant "two 1x1 per block: net=mnist" --variant "one 1x1 per block: net=mnist, net.num_1x1=1"
 run d2l_224 --seeds 0 --resolution 224 --epochs 1 --train-subset 2000 --test-subset 500 \

@@ -8,7 +8,7 @@ map is 7 x 7) and the training recipe are the same in all of them:
   (CI and nbval use it); its accuracies are not worth reading;
 * ``quick`` -- the reader's default on a CPU: three epochs on 50,000 images,
   under 4 minutes on 2 cores with bf16 (all 60,000 would take about 4); on a
-  CPU without bf16, three epochs on 26,000 images, about as long in float32;
+  CPU without bf16, three epochs on 26,000 images in float32, about as long;
 * ``full`` -- more epochs, meant for a GPU.
 
 The default is ``full`` when CUDA is present and ``quick`` otherwise.
@@ -75,8 +75,8 @@ MODES: dict[str, Mode] = {
     "quick": Mode("quick", main=Budget(50_000, None, 3, 28), short=Budget(10_000, None, 3, 28)),
     "full": Mode("full", main=Budget(None, None, 20, 28), short=Budget(20_000, None, 5, 28)),
 }
-# Quick mode's main budget on a CPU without bf16 (float32 trains about 2.5 times slower there):
-# the same 3 epochs on fewer images, about 4 minutes on 2 AVX2 cores (benchmarks/README.md).
+# Quick mode's main budget on a CPU without bf16 (float32 trains about 2.4 times slower there):
+# the same 3 epochs on fewer images, 0.911 in 235 s on 2 cores capped to AVX2 (benchmarks/README.md).
 QUICK_FLOAT32_MAIN = Budget(26_000, None, 3, 28)
 
 
